@@ -1,1 +1,44 @@
-fn main() {}
+//! `amoeba`: convert, verify, understand and run TF1 Hub NASNet-family image modules
+//! (AmoebaNet-A first of all) without TensorFlow.
+//!
+//! This binary is thin: it parses arguments, calls the library crates, prints, and maps
+//! outcomes to exit codes (0 success, 1 verification failed, 2 bad input or usage).
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "amoeba", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Summarise a module: format, graph variants, signatures, image size, variables.
+    Inspect(cmd::inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap uses 0 for --help/--version and 2 for usage errors, as we do.
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    let result = match cli.command {
+        Command::Inspect(args) => cmd::inspect::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(cmd::EXIT_BAD_INPUT)
+        }
+    }
+}

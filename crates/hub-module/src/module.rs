@@ -1,0 +1,256 @@
+//! [`HubModule`]: a module folder (or extracted archive) with its decoded protos and variables.
+
+use crate::archive::{self, ArchiveLimits};
+use crate::signature::Signature;
+use crate::ModuleError;
+use prost::Message;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use tensor_bundle::TensorBundle;
+use tf_proto::tensorflow::{collection_def, MetaGraphDef, SavedModel};
+use tf_proto::tensorflow_hub::{module_def, ImageModuleInfo, ModuleAttachment, ModuleDef};
+
+/// `tfhub_module.pb` marks the TF1 Hub format; without it the folder is a plain SavedModel.
+const MODULE_DEF_FILE: &str = "tfhub_module.pb";
+const SAVED_MODEL_FILE: &str = "saved_model.pb";
+const VARIABLES_PREFIX: &str = "variables/variables";
+const ATTACHMENTS_COLLECTION: &str = "hub_module_attachments";
+const IMAGE_INFO_KEY: &str = "image_module_info";
+
+/// What kind of model folder this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleFormat {
+    /// A TF1 Hub module (`tfhub_module.pb` with format 3).
+    HubV3,
+    /// A SavedModel without `tfhub_module.pb`.
+    SavedModel,
+}
+
+/// One MetaGraphDef of `saved_model.pb`, summarised.
+#[derive(Debug, Clone)]
+pub struct GraphVariant {
+    /// The tag set; empty for the default (inference) variant.
+    pub tags: BTreeSet<String>,
+    pub signatures: Vec<Signature>,
+    /// `image_module_info`'s default image size [height, width], when attached.
+    pub image_size: Option<[usize; 2]>,
+    /// The decoded MetaGraphDef, for graph analysis.
+    pub meta_graph: MetaGraphDef,
+}
+
+/// An opened module: decoded protos plus its variables checkpoint.
+pub struct HubModule {
+    /// What the user pointed at (folder or archive).
+    source: PathBuf,
+    /// The folder holding saved_model.pb (inside `_extracted` for an archive).
+    root: PathBuf,
+    format: ModuleFormat,
+    variants: Vec<GraphVariant>,
+    bundle: TensorBundle,
+    /// Keeps an archive's extraction alive as long as the module (the bundle maps its files).
+    _extracted: Option<tempfile::TempDir>,
+}
+
+impl HubModule {
+    /// Opens a module folder or a `.tar.gz`/`.tgz`/`.tar` archive with default limits.
+    pub fn open(path: &Path) -> Result<HubModule, ModuleError> {
+        Self::open_with_limits(path, ArchiveLimits::default())
+    }
+
+    /// Opens a module, applying `limits` when `path` is an archive.
+    pub fn open_with_limits(path: &Path, limits: ArchiveLimits) -> Result<HubModule, ModuleError> {
+        if !path.exists() {
+            return Err(ModuleError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        if archive::is_archive(path) {
+            let dir = tempfile::Builder::new()
+                .prefix("amoeba-module-")
+                .tempdir()
+                .map_err(|source| ModuleError::Io {
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
+            archive::extract(path, dir.path(), limits)?;
+            let root = dir.path().to_path_buf();
+            return Self::open_folder(path, &root, Some(dir));
+        }
+        Self::open_folder(path, path, None)
+    }
+
+    fn open_folder(
+        source: &Path,
+        root: &Path,
+        extracted: Option<tempfile::TempDir>,
+    ) -> Result<HubModule, ModuleError> {
+        let shown = |name: &str| display_path(source, root, name);
+        let saved_model_path = root.join(SAVED_MODEL_FILE);
+        if !saved_model_path.is_file() {
+            return Err(ModuleError::NotAModule {
+                path: source.to_path_buf(),
+            });
+        }
+        let format = read_module_format(&root.join(MODULE_DEF_FILE), &shown(MODULE_DEF_FILE))?;
+        let saved_model: SavedModel = decode_file(&saved_model_path, &shown(SAVED_MODEL_FILE), "SavedModel")?;
+        let variants = saved_model
+            .meta_graphs
+            .into_iter()
+            .map(|g| GraphVariant::from_meta_graph(g, &shown(SAVED_MODEL_FILE)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let bundle = TensorBundle::open(&root.join(VARIABLES_PREFIX))?;
+        Ok(HubModule {
+            source: source.to_path_buf(),
+            root: root.to_path_buf(),
+            format,
+            variants,
+            bundle,
+            _extracted: extracted,
+        })
+    }
+
+    /// The path the module was opened from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The folder holding `saved_model.pb` and `variables/`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn format(&self) -> ModuleFormat {
+        self.format
+    }
+
+    /// Every graph variant in file order.
+    pub fn variants(&self) -> &[GraphVariant] {
+        &self.variants
+    }
+
+    /// The variant whose tag set equals `tags` exactly (hub's own matching rule).
+    pub fn variant(&self, tags: &[&str]) -> Option<&GraphVariant> {
+        let wanted: BTreeSet<String> = tags.iter().map(|t| t.to_string()).collect();
+        self.variants.iter().find(|v| v.tags == wanted)
+    }
+
+    /// The inference variant: empty tag set.
+    pub fn inference_variant(&self) -> Option<&GraphVariant> {
+        self.variant(&[])
+    }
+
+    /// The expected image size: the attachment of the inference variant, else any variant's.
+    pub fn image_size(&self) -> Option<[usize; 2]> {
+        self.inference_variant()
+            .and_then(|v| v.image_size)
+            .or_else(|| self.variants.iter().find_map(|v| v.image_size))
+    }
+
+    /// The variables checkpoint.
+    pub fn bundle(&self) -> &TensorBundle {
+        &self.bundle
+    }
+}
+
+impl GraphVariant {
+    fn from_meta_graph(meta_graph: MetaGraphDef, file: &Path) -> Result<GraphVariant, ModuleError> {
+        let tags = meta_graph
+            .meta_info_def
+            .as_ref()
+            .map(|m| m.tags.iter().cloned().collect())
+            .unwrap_or_default();
+        let signatures = meta_graph
+            .signature_def
+            .iter()
+            .map(|(name, def)| Signature::from_proto(name, def))
+            .collect();
+        let image_size = image_module_info(&meta_graph, file)?;
+        Ok(GraphVariant {
+            tags,
+            signatures,
+            image_size,
+            meta_graph,
+        })
+    }
+
+    /// The signature with this name.
+    pub fn signature(&self, name: &str) -> Option<&Signature> {
+        self.signatures.iter().find(|s| s.name == name)
+    }
+
+    /// Tags as text: `{}` or `{"train"}`.
+    pub fn tags_text(&self) -> String {
+        let tags: Vec<String> = self.tags.iter().map(|t| format!("{t:?}")).collect();
+        format!("{{{}}}", tags.join(", "))
+    }
+}
+
+/// Reads `tfhub_module.pb`: absent means a plain SavedModel; present must be format 3.
+fn read_module_format(path: &Path, shown: &Path) -> Result<ModuleFormat, ModuleError> {
+    if !path.exists() {
+        return Ok(ModuleFormat::SavedModel);
+    }
+    let def: ModuleDef = decode_file(path, shown, "tensorflow_hub.ModuleDef")?;
+    if def.format != module_def::Format::V3 as i32 || !def.required_features.is_empty() {
+        return Err(ModuleError::UnsupportedFormat {
+            path: shown.to_path_buf(),
+            format: def.format,
+            features: def.required_features.join(", "),
+        });
+    }
+    Ok(ModuleFormat::HubV3)
+}
+
+/// The `image_module_info` attachment's default size, if the variant has one.
+fn image_module_info(graph: &MetaGraphDef, file: &Path) -> Result<Option<[usize; 2]>, ModuleError> {
+    let Some(collection) = graph.collection_def.get(ATTACHMENTS_COLLECTION) else {
+        return Ok(None);
+    };
+    let Some(collection_def::Kind::BytesList(list)) = &collection.kind else {
+        return Ok(None);
+    };
+    // Hub keeps the last attachment when a key repeats.
+    let mut found = None;
+    for bytes in &list.value {
+        let attachment = decode_bytes::<ModuleAttachment>(bytes, file, "tensorflow_hub.ModuleAttachment")?;
+        if attachment.key == IMAGE_INFO_KEY {
+            let info = decode_bytes::<ImageModuleInfo>(&attachment.value, file, "tensorflow_hub.ImageModuleInfo")?;
+            found = info.default_image_size.map(|s| (s.height, s.width));
+        }
+    }
+    match found {
+        None => Ok(None),
+        Some((h, w)) if h > 0 && w > 0 => Ok(Some([h as usize, w as usize])),
+        Some((h, w)) => Err(ModuleError::Malformed {
+            path: file.to_path_buf(),
+            problem: format!("image_module_info has a non-positive image size {h}x{w}"),
+        }),
+    }
+}
+
+fn decode_file<M: Message + Default>(path: &Path, shown: &Path, what: &'static str) -> Result<M, ModuleError> {
+    let bytes = std::fs::read(path).map_err(|source| ModuleError::Io {
+        path: shown.to_path_buf(),
+        source,
+    })?;
+    decode_bytes(&bytes, shown, what)
+}
+
+fn decode_bytes<M: Message + Default>(bytes: &[u8], shown: &Path, what: &'static str) -> Result<M, ModuleError> {
+    M::decode(bytes).map_err(|source| ModuleError::MalformedProto {
+        path: shown.to_path_buf(),
+        what,
+        source,
+    })
+}
+
+/// The path to show in messages: inside an archive, `archive.tar.gz!/name`.
+fn display_path(source: &Path, root: &Path, name: &str) -> PathBuf {
+    if source == root {
+        root.join(name)
+    } else {
+        PathBuf::from(format!("{}!/{}", source.display(), name))
+    }
+}

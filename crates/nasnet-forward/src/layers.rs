@@ -1,0 +1,115 @@
+//! Layers with their weights loaded and batch norm folded in, ready to run.
+//!
+//! Every TF convolution here is followed by an inference batch norm, so each is loaded as a
+//! [`ConvBn`]: the weights scaled per output channel and a bias (see `kernels::fold_batch_norm`).
+
+use crate::{ForwardError, Tensor, WeightSource};
+use kernels::{Nhwc, NhwcMut, Padding};
+use std::ops::Range;
+
+/// A convolution (HWIO weights) with the batch norm after it folded into weights and bias.
+pub(crate) struct ConvBn {
+    pub w: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub kh: usize,
+    pub kw: usize,
+    pub cin: usize,
+    pub cout: usize,
+}
+
+/// Reads weights by TF variable name, checking shapes, and folds batch norms.
+pub(crate) struct Loader<'a> {
+    pub src: &'a dyn WeightSource,
+    /// The graph's FusedBatchNorm epsilon.
+    pub eps: f32,
+}
+
+impl Loader<'_> {
+    pub fn has(&self, name: &str) -> bool {
+        self.src.shape(name).is_some()
+    }
+
+    /// The values of `name`, whose shape must match `expected` where it is `Some`.
+    pub fn tensor(&self, name: &str, expected: &[Option<usize>], why: &str) -> Result<(Vec<usize>, Vec<f32>), ForwardError> {
+        let shape = self.src.shape(name).ok_or_else(|| ForwardError::MissingWeight {
+            source_name: self.src.source_name(),
+            name: name.to_string(),
+            why: why.to_string(),
+        })?;
+        let fits = shape.len() == expected.len()
+            && shape.iter().zip(expected).all(|(s, e)| e.is_none_or(|e| e == *s));
+        if !fits {
+            return Err(ForwardError::WeightShape {
+                source_name: self.src.source_name(),
+                name: name.to_string(),
+                found: shape,
+                expected: expected.iter().map(|e| e.unwrap_or(0)).collect(),
+            });
+        }
+        Ok((shape, self.src.values(name)?))
+    }
+
+    /// Batch-norm scope `bn`'s four vectors restricted to `range`: gamma, beta, mean, variance.
+    fn batch_norm(&self, bn: &str, channels: usize, range: Range<usize>) -> Result<[Vec<f32>; 4], ForwardError> {
+        let why = "every convolution is followed by a batch norm";
+        let read = |v: &str| -> Result<Vec<f32>, ForwardError> {
+            let (_, values) = self.tensor(&format!("{bn}/{v}"), &[Some(channels)], why)?;
+            Ok(values[range.clone()].to_vec())
+        };
+        Ok([read("gamma")?, read("beta")?, read("moving_mean")?, read("moving_variance")?])
+    }
+
+    /// Convolution `weights` [kh, kw, cin, cout?] followed by batch norm `bn`.
+    pub fn conv_bn(&self, weights: &str, bn: &str, kh: usize, kw: usize, cin: usize, cout: Option<usize>) -> Result<ConvBn, ForwardError> {
+        // Without an expected width, take the file's; a missing variable is reported below.
+        let cout = cout
+            .or_else(|| self.src.shape(weights).and_then(|s| s.get(3).copied()))
+            .unwrap_or(0);
+        self.conv_bn_part(weights, bn, kh, kw, cin, cout, cout, 0..cout)
+    }
+
+    /// Like [`Self::conv_bn`], for a conv whose outputs are channels `range` of a batch norm
+    /// over `bn_channels` (the factorized reduction's two paths share one `final_path_bn`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_bn_part(&self, weights: &str, bn: &str, kh: usize, kw: usize, cin: usize, cout: usize, bn_channels: usize, range: Range<usize>) -> Result<ConvBn, ForwardError> {
+        let why = "the genotype and the module's shapes call for this convolution";
+        let (_, mut w) = self.tensor(weights, &[Some(kh), Some(kw), Some(cin), Some(cout)], why)?;
+        let [gamma, beta, mean, var] = self.batch_norm(bn, bn_channels, range)?;
+        let bias = kernels::fold_batch_norm(&mut w, cout, &gamma, &beta, &mean, &var, self.eps);
+        Ok(ConvBn { w, bias, kh, kw, cin, cout })
+    }
+
+    /// Depthwise weights [k, k, c, 1] as [k][k][c].
+    pub fn depthwise(&self, name: &str, k: usize, c: usize) -> Result<Vec<f32>, ForwardError> {
+        let why = "separable convolutions start with a depthwise convolution";
+        Ok(self.tensor(name, &[Some(k), Some(k), Some(c), Some(1)], why)?.1)
+    }
+}
+
+impl ConvBn {
+    /// Runs the convolution (any kernel size) into `out`.
+    pub fn run(&self, input: Nhwc, stride: [usize; 2], out: NhwcMut) {
+        if self.kh == 1 && self.kw == 1 && stride[0] == stride[1] {
+            kernels::pointwise(input, &self.w, &self.bias, stride[0], out);
+        } else {
+            kernels::conv2d(input, &self.w, self.kh, self.kw, stride, Padding::Same, &self.bias, out);
+        }
+    }
+
+    /// Runs the convolution into a new tensor of the right shape (SAME padding).
+    pub fn apply(&self, input: Nhwc, stride: [usize; 2]) -> Tensor {
+        let [n, h, w, _] = input.shape();
+        let oh = h.div_ceil(stride[0]);
+        let ow = w.div_ceil(stride[1]);
+        let mut out = Tensor::zeros([n, oh, ow, self.cout]);
+        self.run(input, stride, out.view_mut());
+        out
+    }
+}
+
+/// ReLU into a new tensor.
+pub(crate) fn relu(input: Nhwc) -> Tensor {
+    let mut out = Tensor::zeros(input.shape());
+    kernels::relu(input, out.view_mut());
+    out
+}

@@ -1,0 +1,28 @@
+//! The forward pass of a NASNet-search-space network (AmoebaNet-A and relatives).
+//!
+//! Owns: building a runnable [`Network`] from a [`NetworkSpec`] and weights (a converted
+//! safetensors file, memory-mapped, or a hub module's checkpoint), folding batch norm into the
+//! convolutions at load time, and running images `[N,H,W,3]` in `[0,1]` to logits and feature
+//! vectors, with an optional tap on every cell's output for verification.
+//!
+//! Does not own: the arithmetic kernels (crate `kernels`), the genotype's extraction
+//! (crate `nasnet-genotype`), or file formats beyond reading weights.
+//!
+//! Semantics follow TensorFlow exactly (see `shared/spec/amoebanet.md`): NHWC, SAME padding with
+//! the extra pixel at bottom/right, average pooling that leaves padding out of the count,
+//! the factorized reduction's zero pad on odd sizes, inference batch norm with the graph's
+//! epsilon, stride only on operations that read h0 or h1, concat in index order.
+
+mod cell;
+mod error;
+mod layers;
+mod network;
+mod tensor;
+mod weights;
+
+pub use error::ForwardError;
+pub use network::{Network, Outputs};
+pub use tensor::Tensor;
+pub use weights::{ModuleWeights, SafetensorsWeights, WeightSource};
+
+pub use nasnet_genotype::NetworkSpec;

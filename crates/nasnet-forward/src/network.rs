@@ -1,0 +1,172 @@
+//! [`Network`]: the stem, every cell and the final layer, loaded and runnable.
+
+use crate::cell::CellLayer;
+use crate::layers::{ConvBn, Loader};
+use crate::{ForwardError, Tensor, WeightSource};
+use kernels::Padding;
+use nasnet_genotype::{CellKind, NetworkSpec};
+
+/// What a forward pass returns.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// Batch size.
+    pub n: usize,
+    /// `[n, num_features]`: the global average of the ReLU of the last cell.
+    pub features: Vec<f32>,
+    /// `[n, num_classes]`, absent for a feature-vector-only network.
+    pub logits: Option<Vec<f32>>,
+}
+
+/// The final fully connected layer: weights `[features, classes]` and biases.
+struct Dense {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    cin: usize,
+    cout: usize,
+}
+
+/// A network ready to run.
+pub struct Network {
+    spec: NetworkSpec,
+    stem: ConvBn,
+    cells: Vec<CellLayer>,
+    fc: Option<Dense>,
+}
+
+impl Network {
+    /// Loads every weight the spec needs from `weights`, folding batch norms.
+    pub fn load(spec: &NetworkSpec, weights: &dyn WeightSource) -> Result<Network, ForwardError> {
+        let loader = Loader {
+            src: weights,
+            eps: spec.batch_norm_epsilon,
+        };
+        let stem = loader.conv_bn("stem/conv0/weights", "stem/conv0_bn", 3, 3, 3, Some(spec.stem_filters))?;
+        let cells = load_cells(&loader, spec)?;
+        let fc = match spec.num_classes {
+            Some(classes) => Some(load_dense(&loader, spec.num_features, classes)?),
+            None => None,
+        };
+        Ok(Network {
+            spec: spec.clone(),
+            stem,
+            cells,
+            fc,
+        })
+    }
+
+    pub fn spec(&self) -> &NetworkSpec {
+        &self.spec
+    }
+
+    /// Runs `images` `[N, H, W, 3]` with values in [0, 1].
+    pub fn forward(&self, images: &Tensor) -> Result<Outputs, ForwardError> {
+        self.forward_with_taps(images, |_, _| {})
+    }
+
+    /// Runs `images` and shows `tap` every cell's output (by scope) as it is computed.
+    pub fn forward_with_taps(&self, images: &Tensor, mut tap: impl FnMut(&str, &Tensor)) -> Result<Outputs, ForwardError> {
+        self.check_input(images)?;
+        let scaled = self.scale_input(images);
+        let stem_out = self.run_stem(&scaled);
+        drop(scaled);
+        // outputs[0] is the stem; outputs[k] the output of cell k-1. Only the last two are
+        // ever read again, so older ones are dropped as the pass goes on.
+        let mut outputs: Vec<Option<Tensor>> = vec![Some(stem_out)];
+        for (k, cell) in self.cells.iter().enumerate() {
+            let layout = &cell.layout;
+            let net = outputs.get(layout.input).and_then(Option::as_ref).ok_or_else(|| {
+                ForwardError::Unsupported(format!("{}: input is not one of the last two outputs", layout.scope))
+            })?;
+            let prev = layout.prev.and_then(|p| outputs.get(p).and_then(Option::as_ref));
+            let out = cell.forward(net, prev);
+            tap(&layout.scope, &out);
+            outputs.push(Some(out));
+            if k >= 1 {
+                outputs[k - 1] = None;
+            }
+        }
+        match outputs.pop().flatten() {
+            Some(last) => Ok(self.final_layer(&last)),
+            None => Err(ForwardError::Unsupported("the network has no output".to_string())),
+        }
+    }
+
+    fn check_input(&self, images: &Tensor) -> Result<(), ForwardError> {
+        let [h, w] = self.spec.image_size;
+        let [n, ih, iw, c] = images.shape;
+        if n == 0 || ih != h || iw != w || c != 3 {
+            return Err(ForwardError::InputShape {
+                found: images.shape.to_vec(),
+                h,
+                w,
+            });
+        }
+        Ok(())
+    }
+
+    /// `images * scale + offset`, the module's own `hub_input` scaling to [-1, 1].
+    fn scale_input(&self, images: &Tensor) -> Tensor {
+        let (scale, offset) = (self.spec.input_scale, self.spec.input_offset);
+        let data = images.data.iter().map(|&x| x * scale + offset).collect();
+        Tensor { data, shape: images.shape }
+    }
+
+    /// 3x3 stride-2 VALID convolution and batch norm, no ReLU.
+    fn run_stem(&self, x: &Tensor) -> Tensor {
+        let [n, h, w, _] = x.shape;
+        let (oh, _, _) = kernels::output_size(h, 3, 2, Padding::Valid);
+        let (ow, _, _) = kernels::output_size(w, 3, 2, Padding::Valid);
+        let mut out = Tensor::zeros([n, oh, ow, self.stem.cout]);
+        kernels::conv2d(x.view(), &self.stem.w, 3, 3, [2, 2], Padding::Valid, &self.stem.bias, out.view_mut());
+        out
+    }
+
+    /// ReLU, global average, then the logits layer.
+    fn final_layer(&self, last: &Tensor) -> Outputs {
+        let [n, _, _, c] = last.shape;
+        let mut features = vec![0.0; n * c];
+        kernels::global_mean(last.view(), true, &mut features);
+        let logits = self.fc.as_ref().map(|fc| {
+            let mut logits = vec![0.0; n * fc.cout];
+            kernels::dense(&features, n, &fc.w, fc.cin, fc.cout, &fc.b, &mut logits);
+            logits
+        });
+        Outputs { n, features, logits }
+    }
+}
+
+fn load_cells(loader: &Loader, spec: &NetworkSpec) -> Result<Vec<CellLayer>, ForwardError> {
+    let [h, w] = spec.image_size;
+    let (sh, _, _) = kernels::output_size(h, 3, 2, Padding::Valid);
+    let (sw, _, _) = kernels::output_size(w, 3, 2, Padding::Valid);
+    // Shapes of every output so far: the stem, then each cell.
+    let mut shapes: Vec<[usize; 3]> = vec![[sh, sw, spec.stem_filters]];
+    let mut cells = Vec::with_capacity(spec.cells.len());
+    for layout in &spec.cells {
+        let input_shape = shapes.get(layout.input).copied();
+        let expected = [layout.input_hw[0], layout.input_hw[1], layout.input_channels];
+        let too_old = |i: usize| i + 2 < shapes.len();
+        if input_shape != Some(expected) || too_old(layout.input) || layout.prev.is_some_and(too_old) {
+            return Err(ForwardError::Unsupported(format!(
+                "{}: the network description's input {:?} does not follow the cells before it ({:?})",
+                layout.scope, expected, input_shape
+            )));
+        }
+        let prev_shape = layout.prev.and_then(|p| shapes.get(p).copied());
+        let genotype = match layout.kind {
+            CellKind::Normal => &spec.genotype.normal,
+            CellKind::Stem | CellKind::Reduction => &spec.genotype.reduction,
+        };
+        let cell = CellLayer::load(loader, layout, genotype, prev_shape)?;
+        shapes.push([layout.output_hw[0], layout.output_hw[1], layout.output_channels]);
+        cells.push(cell);
+    }
+    Ok(cells)
+}
+
+fn load_dense(loader: &Loader, features: usize, classes: usize) -> Result<Dense, ForwardError> {
+    let why = "a classification network ends in final_layer/FC";
+    let (_, w) = loader.tensor("final_layer/FC/weights", &[Some(features), Some(classes)], why)?;
+    let (_, b) = loader.tensor("final_layer/FC/biases", &[Some(classes)], why)?;
+    Ok(Dense { w, b, cin: features, cout: classes })
+}

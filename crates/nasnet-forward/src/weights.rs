@@ -1,0 +1,150 @@
+//! Where weights come from: a converted safetensors file or a hub module's checkpoint.
+
+use crate::ForwardError;
+use hub_module::HubModule;
+use std::path::{Path, PathBuf};
+
+/// A named float32 tensor store in TensorFlow layout (HWIO convolutions, `[in, out]` dense).
+pub trait WeightSource {
+    /// A name for messages (the file the weights come from).
+    fn source_name(&self) -> String;
+    /// The shape of the variable, or `None` when it does not exist.
+    fn shape(&self, name: &str) -> Option<Vec<usize>>;
+    /// The values of a float32 variable, in C order.
+    fn values(&self, name: &str) -> Result<Vec<f32>, ForwardError>;
+}
+
+fn le_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Weights from a safetensors file, memory-mapped.
+pub struct SafetensorsWeights {
+    path: PathBuf,
+    mmap: memmap2::Mmap,
+    /// Where the data buffer starts (8 + header length).
+    data_start: usize,
+    header: safetensors::tensor::Metadata,
+}
+
+impl SafetensorsWeights {
+    /// Maps the file and validates its header (offsets, sizes, no holes) once.
+    pub fn open(path: &Path) -> Result<SafetensorsWeights, ForwardError> {
+        let err = |problem: String| ForwardError::Weights {
+            source_name: path.display().to_string(),
+            problem,
+        };
+        let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
+        // SAFETY: the file is opened read-only; like every mmap reader we rely on nobody
+        // truncating it while it is mapped.
+        let mmap =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| err(format!("cannot map: {e}")))?;
+        safetensors::SafeTensors::deserialize(&mmap)
+            .map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
+        let (header_len, header) = safetensors::SafeTensors::read_metadata(&mmap)
+            .map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
+        Ok(SafetensorsWeights {
+            path: path.to_path_buf(),
+            mmap,
+            data_start: 8 + header_len,
+            header,
+        })
+    }
+
+    /// The `__metadata__` map of the file.
+    pub fn metadata(&self) -> std::collections::HashMap<String, String> {
+        self.header.metadata().clone().unwrap_or_default()
+    }
+
+    /// Every tensor name with its shape, sorted by name.
+    pub fn names_and_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut out: Vec<_> = self
+            .header
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| (name, info.shape.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The raw bytes and dtype of one tensor.
+    pub fn raw(&self, name: &str) -> Option<(safetensors::Dtype, &[u8])> {
+        let info = self.header.info(name)?;
+        let (begin, end) = info.data_offsets;
+        // Offsets were validated against the file length in `open`.
+        let bytes = self.mmap.get(self.data_start + begin..self.data_start + end)?;
+        Some((info.dtype, bytes))
+    }
+}
+
+impl WeightSource for SafetensorsWeights {
+    fn source_name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.header.info(name).map(|i| i.shape.clone())
+    }
+
+    fn values(&self, name: &str) -> Result<Vec<f32>, ForwardError> {
+        let (dtype, bytes) = self.raw(name).ok_or_else(|| ForwardError::MissingWeight {
+            source_name: self.source_name(),
+            name: name.to_string(),
+            why: "not in the file".to_string(),
+        })?;
+        if dtype != safetensors::Dtype::F32 {
+            return Err(ForwardError::WeightDtype {
+                source_name: self.source_name(),
+                name: name.to_string(),
+                dtype: format!("{dtype:?}"),
+            });
+        }
+        Ok(le_f32(bytes))
+    }
+}
+
+/// Weights straight from a hub module's variables checkpoint.
+pub struct ModuleWeights<'m> {
+    module: &'m HubModule,
+}
+
+impl<'m> ModuleWeights<'m> {
+    pub fn new(module: &'m HubModule) -> Self {
+        ModuleWeights { module }
+    }
+}
+
+impl WeightSource for ModuleWeights<'_> {
+    fn source_name(&self) -> String {
+        self.module.source().display().to_string()
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.module.bundle().entry(name).map(|e| e.shape.clone())
+    }
+
+    fn values(&self, name: &str) -> Result<Vec<f32>, ForwardError> {
+        let bundle = self.module.bundle();
+        let entry = bundle.entry(name).ok_or_else(|| ForwardError::MissingWeight {
+            source_name: self.source_name(),
+            name: name.to_string(),
+            why: "not in the checkpoint".to_string(),
+        })?;
+        if entry.dtype != hub_module::tensor_bundle::DType::F32 {
+            return Err(ForwardError::WeightDtype {
+                source_name: self.source_name(),
+                name: name.to_string(),
+                dtype: entry.dtype.name().to_string(),
+            });
+        }
+        let bytes = bundle.tensor_bytes(name).map_err(|e| ForwardError::Weights {
+            source_name: self.source_name(),
+            problem: e.to_string(),
+        })?;
+        Ok(le_f32(&bytes))
+    }
+}
