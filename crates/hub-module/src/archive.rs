@@ -33,11 +33,18 @@ pub(crate) fn is_archive(path: &Path) -> bool {
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
-    path.is_file() && [".tar.gz", ".tgz", ".tar"].iter().any(|s| name.ends_with(s))
+    path.is_file()
+        && [".tar.gz", ".tgz", ".tar"]
+            .iter()
+            .any(|s| name.ends_with(s))
 }
 
 /// Extracts `archive` into `dest` (an empty folder), refusing anything unsafe.
-pub(crate) fn extract(archive: &Path, dest: &Path, limits: ArchiveLimits) -> Result<(), ModuleError> {
+pub(crate) fn extract(
+    archive: &Path,
+    dest: &Path,
+    limits: ArchiveLimits,
+) -> Result<(), ModuleError> {
     let file = File::open(archive).map_err(|source| ModuleError::Io {
         path: archive.to_path_buf(),
         source,
@@ -50,16 +57,27 @@ pub(crate) fn extract(archive: &Path, dest: &Path, limits: ArchiveLimits) -> Res
         Box::new(reader)
     };
     let mut tar = tar::Archive::new(stream);
-    let entries = tar.entries().map_err(|source| bad_archive(archive, source))?;
+    let entries = tar
+        .entries()
+        .map_err(|source| bad_archive(archive, source))?;
     let mut budget = limits.max_extracted_bytes;
     for entry in entries {
         let entry = entry.map_err(|source| bad_archive(archive, source))?;
-        extract_entry(archive, dest, entry, &mut budget, limits.max_extracted_bytes)?;
+        extract_entry(
+            archive,
+            dest,
+            entry,
+            &mut budget,
+            limits.max_extracted_bytes,
+        )?;
     }
     Ok(())
 }
 
-fn starts_with_gzip_magic(reader: &mut BufReader<File>, archive: &Path) -> Result<bool, ModuleError> {
+fn starts_with_gzip_magic(
+    reader: &mut BufReader<File>,
+    archive: &Path,
+) -> Result<bool, ModuleError> {
     use std::io::BufRead;
     let head = reader.fill_buf().map_err(|source| ModuleError::Io {
         path: archive.to_path_buf(),
@@ -99,7 +117,10 @@ fn extract_entry<R: Read>(
             "only regular files and folders may be in a module archive (links and special files are refused)",
         ));
     }
-    let declared = entry.header().size().map_err(|source| bad_archive(archive, source))?;
+    let declared = entry
+        .header()
+        .size()
+        .map_err(|source| bad_archive(archive, source))?;
     if declared > *budget {
         return Err(ModuleError::ArchiveTooLarge {
             archive: archive.to_path_buf(),
@@ -156,7 +177,9 @@ fn copy_capped<R: Read>(
     let mut buf = vec![0u8; 1 << 20];
     let mut written: u64 = 0;
     loop {
-        let n = entry.read(&mut buf).map_err(|source| bad_archive(archive, source))?;
+        let n = entry
+            .read(&mut buf)
+            .map_err(|source| bad_archive(archive, source))?;
         if n == 0 {
             break;
         }
@@ -178,8 +201,14 @@ mod tests {
 
     #[test]
     fn relative_paths_are_normalised() {
-        assert_eq!(safe_relative_path("./variables/x").unwrap(), PathBuf::from("variables/x"));
-        assert_eq!(safe_relative_path("saved_model.pb").unwrap(), PathBuf::from("saved_model.pb"));
+        assert_eq!(
+            safe_relative_path("./variables/x").unwrap(),
+            PathBuf::from("variables/x")
+        );
+        assert_eq!(
+            safe_relative_path("saved_model.pb").unwrap(),
+            PathBuf::from("saved_model.pb")
+        );
     }
 
     #[test]

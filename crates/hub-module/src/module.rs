@@ -94,7 +94,8 @@ impl HubModule {
             });
         }
         let format = read_module_format(&root.join(MODULE_DEF_FILE), &shown(MODULE_DEF_FILE))?;
-        let saved_model: SavedModel = decode_file(&saved_model_path, &shown(SAVED_MODEL_FILE), "SavedModel")?;
+        let saved_model: SavedModel =
+            decode_file(&saved_model_path, &shown(SAVED_MODEL_FILE), "SavedModel")?;
         let variants = saved_model
             .meta_graphs
             .into_iter()
@@ -214,9 +215,14 @@ fn image_module_info(graph: &MetaGraphDef, file: &Path) -> Result<Option<[usize;
     // Hub keeps the last attachment when a key repeats.
     let mut found = None;
     for bytes in &list.value {
-        let attachment = decode_bytes::<ModuleAttachment>(bytes, file, "tensorflow_hub.ModuleAttachment")?;
+        let attachment =
+            decode_bytes::<ModuleAttachment>(bytes, file, "tensorflow_hub.ModuleAttachment")?;
         if attachment.key == IMAGE_INFO_KEY {
-            let info = decode_bytes::<ImageModuleInfo>(&attachment.value, file, "tensorflow_hub.ImageModuleInfo")?;
+            let info = decode_bytes::<ImageModuleInfo>(
+                &attachment.value,
+                file,
+                "tensorflow_hub.ImageModuleInfo",
+            )?;
             found = info.default_image_size.map(|s| (s.height, s.width));
         }
     }
@@ -230,7 +236,11 @@ fn image_module_info(graph: &MetaGraphDef, file: &Path) -> Result<Option<[usize;
     }
 }
 
-fn decode_file<M: Message + Default>(path: &Path, shown: &Path, what: &'static str) -> Result<M, ModuleError> {
+fn decode_file<M: Message + Default>(
+    path: &Path,
+    shown: &Path,
+    what: &'static str,
+) -> Result<M, ModuleError> {
     let bytes = std::fs::read(path).map_err(|source| ModuleError::Io {
         path: shown.to_path_buf(),
         source,
@@ -238,7 +248,11 @@ fn decode_file<M: Message + Default>(path: &Path, shown: &Path, what: &'static s
     decode_bytes(&bytes, shown, what)
 }
 
-fn decode_bytes<M: Message + Default>(bytes: &[u8], shown: &Path, what: &'static str) -> Result<M, ModuleError> {
+fn decode_bytes<M: Message + Default>(
+    bytes: &[u8],
+    shown: &Path,
+    what: &'static str,
+) -> Result<M, ModuleError> {
     M::decode(bytes).map_err(|source| ModuleError::MalformedProto {
         path: shown.to_path_buf(),
         what,

@@ -27,7 +27,9 @@ pub struct Signature {
 impl Signature {
     pub(crate) fn from_proto(name: &str, def: &SignatureDef) -> Signature {
         let specs = |map: &std::collections::BTreeMap<String, TensorInfo>| {
-            map.iter().map(|(k, v)| TensorSpec::from_proto(k, v)).collect()
+            map.iter()
+                .map(|(k, v)| TensorSpec::from_proto(k, v))
+                .collect()
         };
         Signature {
             name: name.to_string(),

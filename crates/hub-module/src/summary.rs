@@ -101,7 +101,11 @@ impl ModuleSummary {
             self.num_variables,
             self.num_parameters,
             self.num_bytes,
-            self.dtypes.iter().map(|(d, n)| format!("{n} {d}")).collect::<Vec<_>>().join(", ")
+            self.dtypes
+                .iter()
+                .map(|(d, n)| format!("{n} {d}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         for v in &self.variants {
             out += &variant_text(v);
@@ -110,7 +114,13 @@ impl ModuleSummary {
             out += "\nvariables:\n";
             for v in vars {
                 let shape: Vec<String> = v.shape.iter().map(|d| d.to_string()).collect();
-                out += &format!("  {}  {}  [{}]  {} bytes\n", v.name, v.dtype, shape.join(", "), v.bytes);
+                out += &format!(
+                    "  {}  {}  [{}]  {} bytes\n",
+                    v.name,
+                    v.dtype,
+                    shape.join(", "),
+                    v.bytes
+                );
             }
         }
         out
@@ -119,12 +129,22 @@ impl ModuleSummary {
 
 fn variant_text(v: &VariantSummary) -> String {
     let tags: Vec<String> = v.tags.iter().map(|t| format!("{t:?}")).collect();
-    let mut out = format!("\ngraph variant tags {{{}}} ({} nodes)\n", tags.join(", "), v.num_nodes);
+    let mut out = format!(
+        "\ngraph variant tags {{{}}} ({} nodes)\n",
+        tags.join(", "),
+        v.num_nodes
+    );
     for s in &v.signatures {
         out += &format!("  signature {}\n", s.name);
         for (dir, specs) in [("input ", &s.inputs), ("output", &s.outputs)] {
             for t in specs.iter() {
-                out += &format!("    {dir} {:<12} {:<7} {:<18} {}\n", t.key, t.dtype, t.shape_text(), t.tensor);
+                out += &format!(
+                    "    {dir} {:<12} {:<7} {:<18} {}\n",
+                    t.key,
+                    t.dtype,
+                    t.shape_text(),
+                    t.tensor
+                );
             }
         }
     }

@@ -59,11 +59,23 @@ type StateShape = [usize; 3];
 
 impl CellLayer {
     /// Loads a cell's weights. `prev_shape` is the shape of the `prev_layer` input, if any.
-    pub fn load(loader: &Loader, layout: &CellLayout, spec: &CellSpec, prev_shape: Option<StateShape>) -> Result<CellLayer, ForwardError> {
+    pub fn load(
+        loader: &Loader,
+        layout: &CellLayout,
+        spec: &CellSpec,
+        prev_shape: Option<StateShape>,
+    ) -> Result<CellLayer, ForwardError> {
         let scope = &layout.scope;
         let br = layout.filters;
         let [ih, iw] = layout.input_hw;
-        let begin = loader.conv_bn(&format!("{scope}/1x1/weights"), &format!("{scope}/beginning_bn"), 1, 1, layout.input_channels, Some(br))?;
+        let begin = loader.conv_bn(
+            &format!("{scope}/1x1/weights"),
+            &format!("{scope}/beginning_bn"),
+            1,
+            1,
+            layout.input_channels,
+            Some(br),
+        )?;
         let (prev, h1_shape) = load_prev(loader, layout, prev_shape)?;
         let mut states: Vec<StateShape> = vec![[ih, iw, br], h1_shape];
         let mut ops = Vec::with_capacity(10);
@@ -77,7 +89,8 @@ impl CellLayer {
                 })?;
                 let stride = if input_index < 2 { layout.stride } else { 1 };
                 let op_scope = format!("{scope}/comb_iter_{i}/{name}");
-                let (op, shape) = load_op(loader, &op_scope, spec.operations[j], input, stride, br)?;
+                let (op, shape) =
+                    load_op(loader, &op_scope, spec.operations[j], input, stride, br)?;
                 ops.push(op);
                 shapes[side] = shape;
             }
@@ -90,7 +103,14 @@ impl CellLayer {
             states.push(shapes[0]);
         }
         let concat = concat_states(scope, spec, &states, layout)?;
-        Ok(CellLayer { layout: layout.clone(), spec: spec.clone(), begin, prev, ops, concat })
+        Ok(CellLayer {
+            layout: layout.clone(),
+            spec: spec.clone(),
+            begin,
+            prev,
+            ops,
+            concat,
+        })
     }
 
     /// Runs the cell on its `net` input and its `prev_layer` input (absent for the first stem cell).
@@ -116,7 +136,9 @@ impl CellLayer {
             PrevLayer::UseInput => net.clone(),
             PrevLayer::Unchanged => prev.clone(),
             PrevLayer::Prev1x1(conv) => conv.apply(relu(prev.view()).view(), [1, 1]),
-            PrevLayer::FactorizedReduction(path1, path2) => factorized_reduction(prev, path1, path2),
+            PrevLayer::FactorizedReduction(path1, path2) => {
+                factorized_reduction(prev, path1, path2)
+            }
         }
     }
 
@@ -137,7 +159,11 @@ impl CellLayer {
     }
 }
 
-fn load_prev(loader: &Loader, layout: &CellLayout, prev_shape: Option<StateShape>) -> Result<(PrevLayer, StateShape), ForwardError> {
+fn load_prev(
+    loader: &Loader,
+    layout: &CellLayout,
+    prev_shape: Option<StateShape>,
+) -> Result<(PrevLayer, StateShape), ForwardError> {
     let scope = &layout.scope;
     let br = layout.filters;
     let [ih, iw] = layout.input_hw;
@@ -148,14 +174,39 @@ fn load_prev(loader: &Loader, layout: &CellLayout, prev_shape: Option<StateShape
         PrevAdjust::UseInput => Ok((PrevLayer::UseInput, net_shape)),
         PrevAdjust::Unchanged => Ok((PrevLayer::Unchanged, prev_shape)),
         PrevAdjust::Prev1x1 => {
-            let conv = loader.conv_bn(&format!("{scope}/prev_1x1/weights"), &format!("{scope}/prev_bn"), 1, 1, pc, Some(br))?;
+            let conv = loader.conv_bn(
+                &format!("{scope}/prev_1x1/weights"),
+                &format!("{scope}/prev_bn"),
+                1,
+                1,
+                pc,
+                Some(br),
+            )?;
             Ok((PrevLayer::Prev1x1(conv), [prev_shape[0], prev_shape[1], br]))
         }
         PrevAdjust::FactorizedReduction => {
             let half = br / 2;
             let bn = format!("{scope}/final_path_bn");
-            let p1 = loader.conv_bn_part(&format!("{scope}/path1_conv/weights"), &bn, 1, 1, pc, half, br, 0..half)?;
-            let p2 = loader.conv_bn_part(&format!("{scope}/path2_conv/weights"), &bn, 1, 1, pc, br - half, br, half..br)?;
+            let p1 = loader.conv_bn_part(
+                &format!("{scope}/path1_conv/weights"),
+                &bn,
+                1,
+                1,
+                pc,
+                half,
+                br,
+                0..half,
+            )?;
+            let p2 = loader.conv_bn_part(
+                &format!("{scope}/path2_conv/weights"),
+                &bn,
+                1,
+                1,
+                pc,
+                br - half,
+                br,
+                half..br,
+            )?;
             let shape = [prev_shape[0].div_ceil(2), prev_shape[1].div_ceil(2), br];
             Ok((PrevLayer::FactorizedReduction(p1, p2), shape))
         }
@@ -163,64 +214,155 @@ fn load_prev(loader: &Loader, layout: &CellLayout, prev_shape: Option<StateShape
 }
 
 /// Loads one operation reading a state of `input` shape; returns it and its output shape.
-fn load_op(loader: &Loader, scope: &str, op: Operation, input: StateShape, stride: usize, br: usize) -> Result<(OpLayer, StateShape), ForwardError> {
+fn load_op(
+    loader: &Loader,
+    scope: &str,
+    op: Operation,
+    input: StateShape,
+    stride: usize,
+    br: usize,
+) -> Result<(OpLayer, StateShape), ForwardError> {
     let [h, w, c] = input;
     let out_shape = [h.div_ceil(stride), w.div_ceil(stride), br];
     let layer = match op {
         Operation::Identity if stride == 1 && c == br => return Ok((OpLayer::Identity, input)),
         Operation::Identity | Operation::Conv1x1 => OpLayer::Conv1x1 {
             stride,
-            conv: loader.conv_bn(&format!("{scope}/1x1/weights"), &format!("{scope}/bn_1"), 1, 1, c, Some(br))?,
+            conv: loader.conv_bn(
+                &format!("{scope}/1x1/weights"),
+                &format!("{scope}/bn_1"),
+                1,
+                1,
+                c,
+                Some(br),
+            )?,
         },
         Operation::AvgPool { kernel } | Operation::MaxPool { kernel } => {
             let proj = if c != br {
-                Some(loader.conv_bn(&format!("{scope}/1x1/weights"), &format!("{scope}/bn_1"), 1, 1, c, Some(br))?)
+                Some(loader.conv_bn(
+                    &format!("{scope}/1x1/weights"),
+                    &format!("{scope}/bn_1"),
+                    1,
+                    1,
+                    c,
+                    Some(br),
+                )?)
             } else {
                 None
             };
             let avg = matches!(op, Operation::AvgPool { .. });
-            OpLayer::Pool { avg, k: kernel, stride, proj }
+            OpLayer::Pool {
+                avg,
+                k: kernel,
+                stride,
+                proj,
+            }
         }
-        Operation::Separable { kernel, repeats } => load_separable(loader, scope, kernel, repeats, c, br, stride)?,
+        Operation::Separable { kernel, repeats } => {
+            load_separable(loader, scope, kernel, repeats, c, br, stride)?
+        }
         Operation::Factorized { kernel } => load_factorized(loader, scope, kernel, c, br, stride)?,
     };
     Ok((layer, out_shape))
 }
 
-fn load_separable(loader: &Loader, scope: &str, k: usize, repeats: usize, c: usize, br: usize, stride: usize) -> Result<OpLayer, ForwardError> {
+fn load_separable(
+    loader: &Loader,
+    scope: &str,
+    k: usize,
+    repeats: usize,
+    c: usize,
+    br: usize,
+    stride: usize,
+) -> Result<OpLayer, ForwardError> {
     let mut layers = Vec::with_capacity(repeats);
     let mut cin = c;
     for n in 1..=repeats {
         let sep = format!("{scope}/separable_{k}x{k}_{n}");
         let dw = loader.depthwise(&format!("{sep}/depthwise_weights"), k, cin)?;
-        let pw = loader.conv_bn(&format!("{sep}/pointwise_weights"), &format!("{scope}/bn_sep_{k}x{k}_{n}"), 1, 1, cin, Some(br))?;
+        let pw = loader.conv_bn(
+            &format!("{sep}/pointwise_weights"),
+            &format!("{scope}/bn_sep_{k}x{k}_{n}"),
+            1,
+            1,
+            cin,
+            Some(br),
+        )?;
         layers.push((dw, pw));
         cin = br;
     }
     Ok(OpLayer::Separable { k, stride, layers })
 }
 
-fn load_factorized(loader: &Loader, scope: &str, k: usize, c: usize, br: usize, stride: usize) -> Result<OpLayer, ForwardError> {
+fn load_factorized(
+    loader: &Loader,
+    scope: &str,
+    k: usize,
+    c: usize,
+    br: usize,
+    stride: usize,
+) -> Result<OpLayer, ForwardError> {
     // The bottleneck exists only when the reduced width is at least 1.
     let pre = if loader.has(&format!("{scope}/pre_1x1/weights")) {
-        Some(loader.conv_bn(&format!("{scope}/pre_1x1/weights"), &format!("{scope}/pre_bn"), 1, 1, c, None)?)
+        Some(loader.conv_bn(
+            &format!("{scope}/pre_1x1/weights"),
+            &format!("{scope}/pre_bn"),
+            1,
+            1,
+            c,
+            None,
+        )?)
     } else {
         None
     };
     let mid = pre.as_ref().map_or(c, |p| p.cout);
-    let row = loader.conv_bn(&format!("{scope}/1x{k}/weights"), &format!("{scope}/bn_1x{k}_{k}x1"), 1, k, mid, Some(mid))?;
-    let col = loader.conv_bn(&format!("{scope}/{k}x1/weights"), &format!("{scope}/bn"), k, 1, mid, Some(mid))?;
+    let row = loader.conv_bn(
+        &format!("{scope}/1x{k}/weights"),
+        &format!("{scope}/bn_1x{k}_{k}x1"),
+        1,
+        k,
+        mid,
+        Some(mid),
+    )?;
+    let col = loader.conv_bn(
+        &format!("{scope}/{k}x1/weights"),
+        &format!("{scope}/bn"),
+        k,
+        1,
+        mid,
+        Some(mid),
+    )?;
     let post = if pre.is_some() {
-        Some(loader.conv_bn(&format!("{scope}/post_1x1/weights"), &format!("{scope}/post_bn"), 1, 1, mid, Some(br))?)
+        Some(loader.conv_bn(
+            &format!("{scope}/post_1x1/weights"),
+            &format!("{scope}/post_bn"),
+            1,
+            1,
+            mid,
+            Some(br),
+        )?)
     } else {
         None
     };
-    Ok(OpLayer::Factorized { stride, pre, row, col, post })
+    Ok(OpLayer::Factorized {
+        stride,
+        pre,
+        row,
+        col,
+        post,
+    })
 }
 
 /// The states to concatenate; each must have the shape of the last state.
-fn concat_states(scope: &str, spec: &CellSpec, states: &[StateShape], layout: &CellLayout) -> Result<Vec<usize>, ForwardError> {
-    let concat: Vec<usize> = (0..states.len()).filter(|&j| spec.used_hiddenstates.get(j) == Some(&0)).collect();
+fn concat_states(
+    scope: &str,
+    spec: &CellSpec,
+    states: &[StateShape],
+    layout: &CellLayout,
+) -> Result<Vec<usize>, ForwardError> {
+    let concat: Vec<usize> = (0..states.len())
+        .filter(|&j| spec.used_hiddenstates.get(j) == Some(&0))
+        .collect();
     let last = states[states.len() - 1];
     for &j in &concat {
         if states[j] != last {
@@ -249,7 +391,12 @@ fn run_op(op: &OpLayer, input: Nhwc) -> Tensor {
             out
         }
         OpLayer::Separable { k, stride, layers } => run_separable(input, *k, *stride, layers),
-        OpLayer::Pool { avg, k, stride, proj } => {
+        OpLayer::Pool {
+            avg,
+            k,
+            stride,
+            proj,
+        } => {
             let [n, h, w, c] = input.shape();
             let mut pooled = Tensor::zeros([n, h.div_ceil(*stride), w.div_ceil(*stride), c]);
             if *avg {
@@ -263,7 +410,13 @@ fn run_op(op: &OpLayer, input: Nhwc) -> Tensor {
             }
         }
         OpLayer::Conv1x1 { stride, conv } => conv.apply(relu(input).view(), [*stride, *stride]),
-        OpLayer::Factorized { stride, pre, row, col, post } => {
+        OpLayer::Factorized {
+            stride,
+            pre,
+            row,
+            col,
+            post,
+        } => {
             let mut x = relu(input);
             if let Some(pre) = pre {
                 x = relu(pre.apply(x.view(), [1, 1]).view());
@@ -302,7 +455,13 @@ fn factorized_reduction(prev: &Tensor, path1: &ConvBn, path2: &ConvBn) -> Tensor
     let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
     let mut out = Tensor::zeros([n, oh, ow, path1.cout + path2.cout]);
     let mut sub = Tensor::zeros([n, oh, ow, c]);
-    for (offset, (path, range)) in [(path1, 0..path1.cout), (path2, path1.cout..path1.cout + path2.cout)].into_iter().enumerate() {
+    for (offset, (path, range)) in [
+        (path1, 0..path1.cout),
+        (path2, path1.cout..path1.cout + path2.cout),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         kernels::subsample2(x.view(), offset, sub.view_mut());
         path.run(sub.view(), [1, 1], out.view_mut().channels_mut(range));
     }

@@ -18,7 +18,9 @@ pub enum ForwardError {
         expected: Vec<usize>,
     },
 
-    #[error("{source_name}: variable {name} has dtype {dtype}; only float32 weights are supported")]
+    #[error(
+        "{source_name}: variable {name} has dtype {dtype}; only float32 weights are supported"
+    )]
     WeightDtype {
         source_name: String,
         name: String,
@@ -26,10 +28,17 @@ pub enum ForwardError {
     },
 
     #[error("{source_name}: {problem}")]
-    Weights { source_name: String, problem: String },
+    Weights {
+        source_name: String,
+        problem: String,
+    },
 
     #[error("input images have shape {found:?}; the network takes [N, {h}, {w}, 3] with N >= 1")]
-    InputShape { found: Vec<usize>, h: usize, w: usize },
+    InputShape {
+        found: Vec<usize>,
+        h: usize,
+        w: usize,
+    },
 
     #[error("unsupported architecture: {0}")]
     Unsupported(String),

@@ -30,14 +30,25 @@ impl Loader<'_> {
     }
 
     /// The values of `name`, whose shape must match `expected` where it is `Some`.
-    pub fn tensor(&self, name: &str, expected: &[Option<usize>], why: &str) -> Result<(Vec<usize>, Vec<f32>), ForwardError> {
-        let shape = self.src.shape(name).ok_or_else(|| ForwardError::MissingWeight {
-            source_name: self.src.source_name(),
-            name: name.to_string(),
-            why: why.to_string(),
-        })?;
+    pub fn tensor(
+        &self,
+        name: &str,
+        expected: &[Option<usize>],
+        why: &str,
+    ) -> Result<(Vec<usize>, Vec<f32>), ForwardError> {
+        let shape = self
+            .src
+            .shape(name)
+            .ok_or_else(|| ForwardError::MissingWeight {
+                source_name: self.src.source_name(),
+                name: name.to_string(),
+                why: why.to_string(),
+            })?;
         let fits = shape.len() == expected.len()
-            && shape.iter().zip(expected).all(|(s, e)| e.is_none_or(|e| e == *s));
+            && shape
+                .iter()
+                .zip(expected)
+                .all(|(s, e)| e.is_none_or(|e| e == *s));
         if !fits {
             return Err(ForwardError::WeightShape {
                 source_name: self.src.source_name(),
@@ -50,17 +61,35 @@ impl Loader<'_> {
     }
 
     /// Batch-norm scope `bn`'s four vectors restricted to `range`: gamma, beta, mean, variance.
-    fn batch_norm(&self, bn: &str, channels: usize, range: Range<usize>) -> Result<[Vec<f32>; 4], ForwardError> {
+    fn batch_norm(
+        &self,
+        bn: &str,
+        channels: usize,
+        range: Range<usize>,
+    ) -> Result<[Vec<f32>; 4], ForwardError> {
         let why = "every convolution is followed by a batch norm";
         let read = |v: &str| -> Result<Vec<f32>, ForwardError> {
             let (_, values) = self.tensor(&format!("{bn}/{v}"), &[Some(channels)], why)?;
             Ok(values[range.clone()].to_vec())
         };
-        Ok([read("gamma")?, read("beta")?, read("moving_mean")?, read("moving_variance")?])
+        Ok([
+            read("gamma")?,
+            read("beta")?,
+            read("moving_mean")?,
+            read("moving_variance")?,
+        ])
     }
 
     /// Convolution `weights` [kh, kw, cin, cout?] followed by batch norm `bn`.
-    pub fn conv_bn(&self, weights: &str, bn: &str, kh: usize, kw: usize, cin: usize, cout: Option<usize>) -> Result<ConvBn, ForwardError> {
+    pub fn conv_bn(
+        &self,
+        weights: &str,
+        bn: &str,
+        kh: usize,
+        kw: usize,
+        cin: usize,
+        cout: Option<usize>,
+    ) -> Result<ConvBn, ForwardError> {
         // Without an expected width, take the file's; a missing variable is reported below.
         let cout = cout
             .or_else(|| self.src.shape(weights).and_then(|s| s.get(3).copied()))
@@ -71,18 +100,37 @@ impl Loader<'_> {
     /// Like [`Self::conv_bn`], for a conv whose outputs are channels `range` of a batch norm
     /// over `bn_channels` (the factorized reduction's two paths share one `final_path_bn`).
     #[allow(clippy::too_many_arguments)]
-    pub fn conv_bn_part(&self, weights: &str, bn: &str, kh: usize, kw: usize, cin: usize, cout: usize, bn_channels: usize, range: Range<usize>) -> Result<ConvBn, ForwardError> {
+    pub fn conv_bn_part(
+        &self,
+        weights: &str,
+        bn: &str,
+        kh: usize,
+        kw: usize,
+        cin: usize,
+        cout: usize,
+        bn_channels: usize,
+        range: Range<usize>,
+    ) -> Result<ConvBn, ForwardError> {
         let why = "the genotype and the module's shapes call for this convolution";
         let (_, mut w) = self.tensor(weights, &[Some(kh), Some(kw), Some(cin), Some(cout)], why)?;
         let [gamma, beta, mean, var] = self.batch_norm(bn, bn_channels, range)?;
         let bias = kernels::fold_batch_norm(&mut w, cout, &gamma, &beta, &mean, &var, self.eps);
-        Ok(ConvBn { w, bias, kh, kw, cin, cout })
+        Ok(ConvBn {
+            w,
+            bias,
+            kh,
+            kw,
+            cin,
+            cout,
+        })
     }
 
     /// Depthwise weights [k, k, c, 1] as [k][k][c].
     pub fn depthwise(&self, name: &str, k: usize, c: usize) -> Result<Vec<f32>, ForwardError> {
         let why = "separable convolutions start with a depthwise convolution";
-        Ok(self.tensor(name, &[Some(k), Some(k), Some(c), Some(1)], why)?.1)
+        Ok(self
+            .tensor(name, &[Some(k), Some(k), Some(c), Some(1)], why)?
+            .1)
     }
 }
 
@@ -92,7 +140,16 @@ impl ConvBn {
         if self.kh == 1 && self.kw == 1 && stride[0] == stride[1] {
             kernels::pointwise(input, &self.w, &self.bias, stride[0], out);
         } else {
-            kernels::conv2d(input, &self.w, self.kh, self.kw, stride, Padding::Same, &self.bias, out);
+            kernels::conv2d(
+                input,
+                &self.w,
+                self.kh,
+                self.kw,
+                stride,
+                Padding::Same,
+                &self.bias,
+                out,
+            );
         }
     }
 

@@ -23,6 +23,6 @@ mod weights;
 pub use error::ForwardError;
 pub use network::{Network, Outputs};
 pub use tensor::Tensor;
-pub use weights::{ModuleWeights, SafetensorsWeights, WeightSource};
+pub use weights::{SafetensorsWeights, WeightSource};
 
 pub use nasnet_genotype::NetworkSpec;

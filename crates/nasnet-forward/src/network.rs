@@ -40,7 +40,14 @@ impl Network {
             src: weights,
             eps: spec.batch_norm_epsilon,
         };
-        let stem = loader.conv_bn("stem/conv0/weights", "stem/conv0_bn", 3, 3, 3, Some(spec.stem_filters))?;
+        let stem = loader.conv_bn(
+            "stem/conv0/weights",
+            "stem/conv0_bn",
+            3,
+            3,
+            3,
+            Some(spec.stem_filters),
+        )?;
         let cells = load_cells(&loader, spec)?;
         let fc = match spec.num_classes {
             Some(classes) => Some(load_dense(&loader, spec.num_features, classes)?),
@@ -64,7 +71,11 @@ impl Network {
     }
 
     /// Runs `images` and shows `tap` every cell's output (by scope) as it is computed.
-    pub fn forward_with_taps(&self, images: &Tensor, mut tap: impl FnMut(&str, &Tensor)) -> Result<Outputs, ForwardError> {
+    pub fn forward_with_taps(
+        &self,
+        images: &Tensor,
+        mut tap: impl FnMut(&str, &Tensor),
+    ) -> Result<Outputs, ForwardError> {
         self.check_input(images)?;
         let scaled = self.scale_input(images);
         let stem_out = self.run_stem(&scaled);
@@ -74,10 +85,18 @@ impl Network {
         let mut outputs: Vec<Option<Tensor>> = vec![Some(stem_out)];
         for (k, cell) in self.cells.iter().enumerate() {
             let layout = &cell.layout;
-            let net = outputs.get(layout.input).and_then(Option::as_ref).ok_or_else(|| {
-                ForwardError::Unsupported(format!("{}: input is not one of the last two outputs", layout.scope))
-            })?;
-            let prev = layout.prev.and_then(|p| outputs.get(p).and_then(Option::as_ref));
+            let net = outputs
+                .get(layout.input)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| {
+                    ForwardError::Unsupported(format!(
+                        "{}: input is not one of the last two outputs",
+                        layout.scope
+                    ))
+                })?;
+            let prev = layout
+                .prev
+                .and_then(|p| outputs.get(p).and_then(Option::as_ref));
             let out = cell.forward(net, prev);
             tap(&layout.scope, &out);
             outputs.push(Some(out));
@@ -87,7 +106,9 @@ impl Network {
         }
         match outputs.pop().flatten() {
             Some(last) => Ok(self.final_layer(&last)),
-            None => Err(ForwardError::Unsupported("the network has no output".to_string())),
+            None => Err(ForwardError::Unsupported(
+                "the network has no output".to_string(),
+            )),
         }
     }
 
@@ -108,7 +129,10 @@ impl Network {
     fn scale_input(&self, images: &Tensor) -> Tensor {
         let (scale, offset) = (self.spec.input_scale, self.spec.input_offset);
         let data = images.data.iter().map(|&x| x * scale + offset).collect();
-        Tensor { data, shape: images.shape }
+        Tensor {
+            data,
+            shape: images.shape,
+        }
     }
 
     /// 3x3 stride-2 VALID convolution and batch norm, no ReLU.
@@ -117,7 +141,16 @@ impl Network {
         let (oh, _, _) = kernels::output_size(h, 3, 2, Padding::Valid);
         let (ow, _, _) = kernels::output_size(w, 3, 2, Padding::Valid);
         let mut out = Tensor::zeros([n, oh, ow, self.stem.cout]);
-        kernels::conv2d(x.view(), &self.stem.w, 3, 3, [2, 2], Padding::Valid, &self.stem.bias, out.view_mut());
+        kernels::conv2d(
+            x.view(),
+            &self.stem.w,
+            3,
+            3,
+            [2, 2],
+            Padding::Valid,
+            &self.stem.bias,
+            out.view_mut(),
+        );
         out
     }
 
@@ -131,7 +164,11 @@ impl Network {
             kernels::dense(&features, n, &fc.w, fc.cin, fc.cout, &fc.b, &mut logits);
             logits
         });
-        Outputs { n, features, logits }
+        Outputs {
+            n,
+            features,
+            logits,
+        }
     }
 }
 
@@ -144,9 +181,16 @@ fn load_cells(loader: &Loader, spec: &NetworkSpec) -> Result<Vec<CellLayer>, For
     let mut cells = Vec::with_capacity(spec.cells.len());
     for layout in &spec.cells {
         let input_shape = shapes.get(layout.input).copied();
-        let expected = [layout.input_hw[0], layout.input_hw[1], layout.input_channels];
+        let expected = [
+            layout.input_hw[0],
+            layout.input_hw[1],
+            layout.input_channels,
+        ];
         let too_old = |i: usize| i + 2 < shapes.len();
-        if input_shape != Some(expected) || too_old(layout.input) || layout.prev.is_some_and(too_old) {
+        if input_shape != Some(expected)
+            || too_old(layout.input)
+            || layout.prev.is_some_and(too_old)
+        {
             return Err(ForwardError::Unsupported(format!(
                 "{}: the network description's input {:?} does not follow the cells before it ({:?})",
                 layout.scope, expected, input_shape
@@ -158,7 +202,11 @@ fn load_cells(loader: &Loader, spec: &NetworkSpec) -> Result<Vec<CellLayer>, For
             CellKind::Stem | CellKind::Reduction => &spec.genotype.reduction,
         };
         let cell = CellLayer::load(loader, layout, genotype, prev_shape)?;
-        shapes.push([layout.output_hw[0], layout.output_hw[1], layout.output_channels]);
+        shapes.push([
+            layout.output_hw[0],
+            layout.output_hw[1],
+            layout.output_channels,
+        ]);
         cells.push(cell);
     }
     Ok(cells)
@@ -166,7 +214,16 @@ fn load_cells(loader: &Loader, spec: &NetworkSpec) -> Result<Vec<CellLayer>, For
 
 fn load_dense(loader: &Loader, features: usize, classes: usize) -> Result<Dense, ForwardError> {
     let why = "a classification network ends in final_layer/FC";
-    let (_, w) = loader.tensor("final_layer/FC/weights", &[Some(features), Some(classes)], why)?;
+    let (_, w) = loader.tensor(
+        "final_layer/FC/weights",
+        &[Some(features), Some(classes)],
+        why,
+    )?;
     let (_, b) = loader.tensor("final_layer/FC/biases", &[Some(classes)], why)?;
-    Ok(Dense { w, b, cin: features, cout: classes })
+    Ok(Dense {
+        w,
+        b,
+        cin: features,
+        cout: classes,
+    })
 }

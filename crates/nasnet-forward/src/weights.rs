@@ -76,7 +76,9 @@ impl SafetensorsWeights {
         let info = self.header.info(name)?;
         let (begin, end) = info.data_offsets;
         // Offsets were validated against the file length in `open`.
-        let bytes = self.mmap.get(self.data_start + begin..self.data_start + end)?;
+        let bytes = self
+            .mmap
+            .get(self.data_start + begin..self.data_start + end)?;
         Some((info.dtype, bytes))
     }
 }
@@ -108,32 +110,24 @@ impl WeightSource for SafetensorsWeights {
 }
 
 /// Weights straight from a hub module's variables checkpoint.
-pub struct ModuleWeights<'m> {
-    module: &'m HubModule,
-}
-
-impl<'m> ModuleWeights<'m> {
-    pub fn new(module: &'m HubModule) -> Self {
-        ModuleWeights { module }
-    }
-}
-
-impl WeightSource for ModuleWeights<'_> {
+impl WeightSource for HubModule {
     fn source_name(&self) -> String {
-        self.module.source().display().to_string()
+        self.source().display().to_string()
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.module.bundle().entry(name).map(|e| e.shape.clone())
+        self.bundle().entry(name).map(|e| e.shape.clone())
     }
 
     fn values(&self, name: &str) -> Result<Vec<f32>, ForwardError> {
-        let bundle = self.module.bundle();
-        let entry = bundle.entry(name).ok_or_else(|| ForwardError::MissingWeight {
-            source_name: self.source_name(),
-            name: name.to_string(),
-            why: "not in the checkpoint".to_string(),
-        })?;
+        let bundle = self.bundle();
+        let entry = bundle
+            .entry(name)
+            .ok_or_else(|| ForwardError::MissingWeight {
+                source_name: self.source_name(),
+                name: name.to_string(),
+                why: "not in the checkpoint".to_string(),
+            })?;
         if entry.dtype != hub_module::tensor_bundle::DType::F32 {
             return Err(ForwardError::WeightDtype {
                 source_name: self.source_name(),
@@ -141,10 +135,12 @@ impl WeightSource for ModuleWeights<'_> {
                 dtype: entry.dtype.name().to_string(),
             });
         }
-        let bytes = bundle.tensor_bytes(name).map_err(|e| ForwardError::Weights {
-            source_name: self.source_name(),
-            problem: e.to_string(),
-        })?;
+        let bytes = bundle
+            .tensor_bytes(name)
+            .map_err(|e| ForwardError::Weights {
+                source_name: self.source_name(),
+                problem: e.to_string(),
+            })?;
         Ok(le_f32(&bytes))
     }
 }

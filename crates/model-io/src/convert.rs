@@ -1,0 +1,307 @@
+//! Writing a model's variables to safetensors.
+//!
+//! The writer streams: one tensor's bytes at a time go from the checkpoint (memory-mapped,
+//! checksum verified) to a buffered temporary file next to the output, which is renamed into
+//! place only when complete. Tensors keep their TensorFlow names and layouts.
+
+use crate::model::{Model, ModelKind};
+use crate::{keys, ModelError};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Where the converted weights came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    pub source_file: String,
+    pub checkpoint_sha256: String,
+}
+
+/// What a conversion wrote.
+#[derive(Debug, Clone)]
+pub struct ConvertReport {
+    pub output: PathBuf,
+    pub tensors: usize,
+    /// Bytes of tensor data written.
+    pub data_bytes: u64,
+    pub provenance: Provenance,
+}
+
+/// One tensor to write.
+struct Item {
+    name: String,
+    dtype: &'static str,
+    elem_size: usize,
+    shape: Vec<usize>,
+    len: usize,
+}
+
+/// Converts `model` into a safetensors file at `output`; `progress(done, total)` sees data bytes.
+pub fn convert(
+    model: &Model,
+    output: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ConvertReport, ModelError> {
+    let mut items = list_items(model)?;
+    // Larger elements first keeps every tensor aligned to its element size (as the
+    // safetensors crate's own writer does), then by name for a stable layout.
+    items.sort_by(|a, b| {
+        b.elem_size
+            .cmp(&a.elem_size)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let provenance = provenance(model)?;
+    let metadata = metadata(model, &provenance)?;
+    let header = header_bytes(&items, &metadata)?;
+    let total: u64 = items.iter().map(|i| i.len as u64).sum();
+    let write_err = |source| ModelError::Write {
+        path: output.to_path_buf(),
+        source,
+    };
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".amoeba-convert-")
+        .tempfile_in(dir)
+        .map_err(write_err)?;
+    let mut out = BufWriter::with_capacity(8 << 20, tmp.as_file());
+    out.write_all(&(header.len() as u64).to_le_bytes())
+        .map_err(write_err)?;
+    out.write_all(&header).map_err(write_err)?;
+    let mut done = 0u64;
+    for item in &items {
+        let bytes = tensor_bytes(model, &item.name)?;
+        check_len(model, item, &bytes)?;
+        out.write_all(&bytes).map_err(write_err)?;
+        done += item.len as u64;
+        progress(done, total);
+    }
+    out.flush().map_err(write_err)?;
+    drop(out);
+    tmp.persist(output).map_err(|e| write_err(e.error))?;
+    Ok(ConvertReport {
+        output: output.to_path_buf(),
+        tensors: items.len(),
+        data_bytes: total,
+        provenance,
+    })
+}
+
+fn list_items(model: &Model) -> Result<Vec<Item>, ModelError> {
+    match &model.kind {
+        ModelKind::Module(module) => module
+            .bundle()
+            .entries()
+            .map(|e| {
+                Ok(Item {
+                    name: e.name.clone(),
+                    dtype: e.dtype.safetensors_name(),
+                    elem_size: e.dtype.size_bytes(),
+                    shape: e.shape.clone(),
+                    len: e.byte_len(),
+                })
+            })
+            .collect(),
+        ModelKind::Safetensors(w) => w
+            .names_and_shapes()
+            .into_iter()
+            .map(|(name, shape)| {
+                let (dtype, bytes) = w
+                    .raw(&name)
+                    .ok_or_else(|| invalid(model, format!("tensor {name} vanished")))?;
+                Ok(Item {
+                    dtype: safetensors_dtype_name(dtype),
+                    elem_size: dtype.bitsize().div_ceil(8),
+                    len: bytes.len(),
+                    name,
+                    shape,
+                })
+            })
+            .collect(),
+    }
+}
+
+fn safetensors_dtype_name(dtype: safetensors::Dtype) -> &'static str {
+    use safetensors::Dtype::*;
+    match dtype {
+        BOOL => "BOOL",
+        U8 => "U8",
+        I8 => "I8",
+        I16 => "I16",
+        U16 => "U16",
+        F16 => "F16",
+        BF16 => "BF16",
+        I32 => "I32",
+        U32 => "U32",
+        F32 => "F32",
+        F64 => "F64",
+        I64 => "I64",
+        U64 => "U64",
+        _ => "UNKNOWN",
+    }
+}
+
+fn tensor_bytes<'m>(model: &'m Model, name: &str) -> Result<Cow<'m, [u8]>, ModelError> {
+    match &model.kind {
+        ModelKind::Module(module) => Ok(module.bundle().tensor_bytes(name)?),
+        ModelKind::Safetensors(w) => w
+            .raw(name)
+            .map(|(_, b)| Cow::Borrowed(b))
+            .ok_or_else(|| invalid(model, format!("tensor {name} vanished"))),
+    }
+}
+
+fn check_len(model: &Model, item: &Item, bytes: &[u8]) -> Result<(), ModelError> {
+    if bytes.len() != item.len {
+        return Err(invalid(
+            model,
+            format!(
+                "tensor {} has {} bytes, expected {}",
+                item.name,
+                bytes.len(),
+                item.len
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn invalid(model: &Model, problem: String) -> ModelError {
+    ModelError::Invalid {
+        path: model.path.clone(),
+        problem,
+    }
+}
+
+/// The source file name and the sha256 of its checkpoint data (carried over from a
+/// safetensors input).
+fn provenance(model: &Model) -> Result<Provenance, ModelError> {
+    match &model.kind {
+        ModelKind::Safetensors(w) => {
+            let meta = w.metadata();
+            Ok(Provenance {
+                source_file: meta.get(keys::SOURCE_FILE).cloned().unwrap_or_default(),
+                checkpoint_sha256: meta.get(keys::SOURCE_SHA256).cloned().unwrap_or_default(),
+            })
+        }
+        ModelKind::Module(module) => Ok(Provenance {
+            source_file: file_name(module.source()),
+            checkpoint_sha256: checkpoint_sha256(&module.root().join("variables"))?,
+        }),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// sha256 over the data shards `variables.data-*`, in name (= shard) order.
+fn checkpoint_sha256(variables_dir: &Path) -> Result<String, ModelError> {
+    let read_err = |source| ModelError::Read {
+        path: variables_dir.to_path_buf(),
+        source,
+    };
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(variables_dir)
+        .map_err(read_err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| file_name(p).starts_with("variables.data-"))
+        .collect();
+    shards.sort();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 4 << 20];
+    for shard in &shards {
+        let mut file = std::fs::File::open(shard).map_err(read_err)?;
+        loop {
+            let n = file.read(&mut buf).map_err(read_err)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn metadata(
+    model: &Model,
+    provenance: &Provenance,
+) -> Result<BTreeMap<String, String>, ModelError> {
+    let json_err =
+        |e: serde_json::Error| invalid(model, format!("cannot describe the network as JSON: {e}"));
+    let mut meta = BTreeMap::new();
+    meta.insert(
+        keys::NETWORK.to_string(),
+        model.spec.to_json().map_err(json_err)?,
+    );
+    let signatures = match &model.kind {
+        ModelKind::Module(m) => m
+            .inference_variant()
+            .map(|v| v.signatures.clone())
+            .unwrap_or_default(),
+        ModelKind::Safetensors(_) => Vec::new(),
+    };
+    if let ModelKind::Safetensors(w) = &model.kind {
+        if let Some(s) = w.metadata().get(keys::SIGNATURES) {
+            meta.insert(keys::SIGNATURES.to_string(), s.clone());
+        }
+    } else {
+        meta.insert(
+            keys::SIGNATURES.to_string(),
+            serde_json::to_string(&signatures).map_err(json_err)?,
+        );
+    }
+    meta.insert(
+        keys::DISAGREEMENTS.to_string(),
+        serde_json::to_string(&model.disagreements).map_err(json_err)?,
+    );
+    meta.insert(
+        keys::SOURCE_FILE.to_string(),
+        provenance.source_file.clone(),
+    );
+    meta.insert(
+        keys::SOURCE_SHA256.to_string(),
+        provenance.checkpoint_sha256.clone(),
+    );
+    meta.insert(
+        keys::TOOL.to_string(),
+        format!("amoeba {}", env!("CARGO_PKG_VERSION")),
+    );
+    Ok(meta)
+}
+
+/// The JSON header, padded with spaces to a multiple of 8 so the data starts aligned.
+fn header_bytes(
+    items: &[Item],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, ModelError> {
+    let mut map = serde_json::Map::new();
+    map.insert(
+        "__metadata__".to_string(),
+        serde_json::to_value(metadata).unwrap_or_default(),
+    );
+    let mut offset = 0usize;
+    for item in items {
+        let info = serde_json::json!({
+            "dtype": item.dtype,
+            "shape": item.shape,
+            "data_offsets": [offset, offset + item.len],
+        });
+        map.insert(item.name.clone(), info);
+        offset += item.len;
+    }
+    let mut bytes = serde_json::to_vec(&map).unwrap_or_default();
+    while bytes.len() % 8 != 0 {
+        bytes.push(b' ');
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,40 @@
+//! Errors of opening and converting models.
+
+use std::path::PathBuf;
+
+/// Why a model could not be opened or converted.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Module(#[from] hub_module::ModuleError),
+
+    #[error(transparent)]
+    Bundle(#[from] hub_module::tensor_bundle::BundleError),
+
+    #[error("{path}: {source}")]
+    Genotype {
+        path: PathBuf,
+        #[source]
+        source: nasnet_genotype::GenotypeError,
+    },
+
+    #[error(transparent)]
+    Forward(#[from] nasnet_forward::ForwardError),
+
+    #[error("{path}: {problem}")]
+    Invalid { path: PathBuf, problem: String },
+
+    #[error("{path}: cannot write: {source} (check that the folder exists and is writable)")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

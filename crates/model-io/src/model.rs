@@ -1,0 +1,113 @@
+//! [`Model`]: a hub module or a converted safetensors file, opened for running.
+
+use crate::{keys, ModelError};
+use hub_module::HubModule;
+use nasnet_forward::{SafetensorsWeights, WeightSource};
+use nasnet_genotype::NetworkSpec;
+use std::path::{Path, PathBuf};
+
+/// Where a model's weights live.
+pub enum ModelKind {
+    Module(Box<HubModule>),
+    Safetensors(SafetensorsWeights),
+}
+
+/// A network description plus the weights to run it.
+pub struct Model {
+    pub path: PathBuf,
+    pub spec: NetworkSpec,
+    /// Notes where the module's variable names and graph disagreed (the graph won).
+    pub disagreements: Vec<String>,
+    pub kind: ModelKind,
+}
+
+impl Model {
+    /// Opens a `.safetensors` file written by `convert`, or else a hub module (folder or archive).
+    pub fn open(path: &Path) -> Result<Model, ModelError> {
+        let is_safetensors = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+        if is_safetensors {
+            Self::open_safetensors(path)
+        } else {
+            Self::open_module(path)
+        }
+    }
+
+    fn open_safetensors(path: &Path) -> Result<Model, ModelError> {
+        if !path.exists() {
+            return Err(ModelError::Invalid {
+                path: path.to_path_buf(),
+                problem: "no such file".to_string(),
+            });
+        }
+        let weights = SafetensorsWeights::open(path)?;
+        let meta = weights.metadata();
+        let invalid = |problem: String| ModelError::Invalid {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let json = meta.get(keys::NETWORK).ok_or_else(|| {
+            invalid(format!(
+                "no {} metadata: not a file written by `amoeba convert` (convert the module first)",
+                keys::NETWORK
+            ))
+        })?;
+        let spec = NetworkSpec::from_json(json)
+            .map_err(|e| invalid(format!("bad {} metadata: {e}", keys::NETWORK)))?;
+        let disagreements = meta
+            .get(keys::DISAGREEMENTS)
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default();
+        Ok(Model {
+            path: path.to_path_buf(),
+            spec,
+            disagreements,
+            kind: ModelKind::Safetensors(weights),
+        })
+    }
+
+    fn open_module(path: &Path) -> Result<Model, ModelError> {
+        let module = HubModule::open(path)?;
+        let extraction = extract_spec(&module)?;
+        Ok(Model {
+            path: path.to_path_buf(),
+            spec: extraction.spec,
+            disagreements: extraction.disagreements,
+            kind: ModelKind::Module(Box::new(module)),
+        })
+    }
+
+    /// The weights, for `nasnet_forward::Network::load`.
+    pub fn weights(&self) -> &dyn WeightSource {
+        match &self.kind {
+            ModelKind::Module(m) => m.as_ref(),
+            ModelKind::Safetensors(w) => w,
+        }
+    }
+
+    /// Loads the runnable network.
+    pub fn network(&self) -> Result<nasnet_forward::Network, ModelError> {
+        Ok(nasnet_forward::Network::load(&self.spec, self.weights())?)
+    }
+}
+
+/// Extracts the network description from a module's inference graph and variables.
+pub fn extract_spec(module: &HubModule) -> Result<nasnet_genotype::Extraction, ModelError> {
+    let path = module.source().to_path_buf();
+    let graph = module
+        .inference_variant()
+        .ok_or_else(|| ModelError::Invalid {
+            path: path.clone(),
+            problem:
+                "saved_model.pb has no graph variant with the empty tag set (the inference graph)"
+                    .to_string(),
+        })?;
+    let variables: Vec<(String, Vec<usize>)> = module
+        .bundle()
+        .entries()
+        .map(|e| (e.name.clone(), e.shape.clone()))
+        .collect();
+    nasnet_genotype::extract(&graph.meta_graph, &variables, module.image_size())
+        .map_err(|source| ModelError::Genotype { path, source })
+}
