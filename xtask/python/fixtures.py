@@ -1,0 +1,312 @@
+"""Entry point of `cargo xtask fixtures|golden|synth-full` (see xtask/src/main.rs).
+
+    fixtures.py fixtures --root REPO [--out DIR]
+    fixtures.py check --root REPO --conformance MODULE_DIR
+    fixtures.py golden --module DIR_OR_TGZ --images FILE... -o OUT [--noise]
+    fixtures.py synth-full -o DIR
+
+All numbers in the goldens come from TensorFlow; the Rust side only runs this.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import skimage  # noqa: E402
+from safetensors import safe_open  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
+
+import genotypes  # noqa: E402
+import graph_compare  # noqa: E402
+import hub_export  # noqa: E402
+import nasnet_graph  # noqa: E402
+import preprocess  # noqa: E402
+
+# The committed fixtures.  Small so that git and the tests stay fast; the
+# first one has the configuration of /work/shared/conformance/amoebanet_a_n6_f16.
+FIXTURES = [
+    {"name": "amoebanet_a_n6_f16", "genotype": "amoeba_net_a", "num_cells": 6,
+     "filters": 16, "image_size": 331, "num_classes": 1001, "photo": "astronaut.png",
+     "seed": 6016, "tar_gz": False},
+    {"name": "amoebanet_a_n3_f8", "genotype": "amoeba_net_a", "num_cells": 3,
+     "filters": 8, "image_size": 331, "num_classes": 1001, "photo": "chelsea.png",
+     "seed": 3008, "tar_gz": True},
+    {"name": "amoebanet_a_n3_f8_feature_vector", "genotype": "amoeba_net_a", "num_cells": 3,
+     "filters": 8, "image_size": 331, "num_classes": 0, "photo": "coffee.png",
+     "seed": 3009, "tar_gz": False},
+    # Another genotype, another input size (224 gives odd sizes 111 and 7 and
+    # other SAME paddings than 331) and another class count.
+    {"name": "amoebanet_c_n3_f8_224", "genotype": "amoeba_net_c", "num_cells": 3,
+     "filters": 8, "image_size": 224, "num_classes": 10, "photo": "rocket.jpg",
+     "seed": 3224, "tar_gz": False},
+]
+
+# Photos from the scikit-image wheel (public domain / CC0, see its README.txt).
+PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "camera.png"]
+PREPROCESS_SIZES = [331, 224]
+
+FULL = {"name": "amoebanet_a_n18_f448", "genotype": "amoeba_net_a", "num_cells": 18,
+        "filters": 448, "image_size": 331, "num_classes": 1001, "photo": "astronaut.png",
+        "seed": 18448}
+
+
+def skimage_data(name):
+    return os.path.join(os.path.dirname(skimage.__file__), "data", name)
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+# ---- generation -------------------------------------------------------------
+
+def fixture_metadata(fx):
+    return {"genotype": fx["genotype"], "num_cells": str(fx["num_cells"]),
+            "filters": str(fx["filters"]), "image_size": str(fx["image_size"]),
+            "num_classes": str(fx["num_classes"]),
+            "reduction_indices": ",".join(map(str, nasnet_graph.reduction_indices(
+                fx["num_cells"]))),
+            "seed": str(fx["seed"])}
+
+
+def build_fixture(fx, modules_dir, goldens_dir):
+    """Exports one module and its golden: image 0 is a real photo preprocessed
+    by TF, image 1 seeded uniform noise."""
+    module_dir = os.path.join(modules_dir, fx["name"])
+    if os.path.exists(module_dir):
+        shutil.rmtree(module_dir)
+    log(f"exporting {fx['name']} ...")
+    spec = hub_export.make_module_spec(genotypes.GENOTYPES[fx["genotype"]], fx["num_cells"],
+                                       fx["filters"], fx["image_size"], fx["num_classes"])
+    hub_export.export_module(spec, module_dir, fx["seed"])
+    # An empty assets/ folder cannot live in git; readers must cope without.
+    assets = os.path.join(module_dir, "assets")
+    if os.path.isdir(assets) and not os.listdir(assets):
+        os.rmdir(assets)
+    if fx.get("tar_gz"):
+        hub_export.make_tar_gz(module_dir, os.path.join(modules_dir, fx["name"] + ".tar.gz"))
+    size = fx["image_size"]
+    _, photo = preprocess.preprocess_files([skimage_data(fx["photo"])], size, size)
+    images = np.concatenate([photo, hub_export.noise_image(size, fx["seed"])[None]])
+    meta = {"photos": f"{fx['photo']},uniform-noise", "module": fx["name"]}
+    meta.update(fixture_metadata(fx))
+    log(f"golden {fx['name']} ...")
+    hub_export.run_golden(module_dir, images, os.path.join(goldens_dir,
+                                                           fx["name"] + ".golden.safetensors"),
+                          meta)
+
+
+def build_preprocess(out_dir):
+    """For each photo: the source file, TF's decoded uint8 pixels, and TF's
+    preprocessed float image at each size."""
+    os.makedirs(out_dir, exist_ok=True)
+    for photo in PHOTOS:
+        src = skimage_data(photo)
+        shutil.copyfile(src, os.path.join(out_dir, photo))
+        tensors = {}
+        for size in PREPROCESS_SIZES:
+            decoded, pre = preprocess.preprocess_files([src], size, size)
+            tensors[f"preprocessed_{size}"] = pre[0]
+        tensors["decoded"] = decoded[0]
+        stem = os.path.splitext(photo)[0]
+        save_file(tensors, os.path.join(out_dir, stem + ".safetensors"), metadata={
+            "source": photo,
+            "pipeline": "tf.io.decode_image(channels=3) -> convert_image_dtype(float32) -> "
+                        "central_crop(0.875) -> compat.v1.image.resize_bilinear("
+                        "align_corners=False, half_pixel_centers=False)",
+            "producer": "TensorFlow " + __import__("tensorflow").__version__})
+
+
+def write_manifest(root_out):
+    entries = []
+    for fx in FIXTURES:
+        e = dict(fx)
+        e["module"] = f"modules/{fx['name']}"
+        if fx.get("tar_gz"):
+            e["module_tar_gz"] = f"modules/{fx['name']}.tar.gz"
+        e["golden"] = f"goldens/{fx['name']}.golden.safetensors"
+        e["reduction_indices"] = nasnet_graph.reduction_indices(fx["num_cells"])
+        e["cells"] = nasnet_graph.cell_scopes(fx["num_cells"])
+        entries.append(e)
+    manifest = {"fixtures": entries,
+                "preprocess": {"photos": PHOTOS, "sizes": PREPROCESS_SIZES}}
+    with open(os.path.join(root_out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+
+
+def generate_all(out):
+    modules, goldens = os.path.join(out, "modules"), os.path.join(out, "goldens")
+    os.makedirs(modules, exist_ok=True)
+    os.makedirs(goldens, exist_ok=True)
+    for fx in FIXTURES:
+        build_fixture(fx, modules, goldens)
+    build_preprocess(os.path.join(out, "preprocess"))
+    write_manifest(out)
+
+
+# ---- checking ---------------------------------------------------------------
+
+def safetensors_layout(path):
+    with safe_open(path, "np") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}, f.metadata() or {}
+
+
+def compare_goldens(a, b, a_label, b_label, ignore_batch=False):
+    la, _ = safetensors_layout(a)
+    lb, _ = safetensors_layout(b)
+    problems = []
+    for k in sorted(set(la) | set(lb)):
+        if k not in la or k not in lb:
+            problems.append(f"golden tensor {k} only in {a_label if k in la else b_label}")
+            continue
+        sa, sb = la[k], lb[k]
+        if ignore_batch:
+            sa, sb = sa[1:], sb[1:]
+        if sa != sb:
+            problems.append(f"golden tensor {k}: shape {list(la[k])} in {a_label}, "
+                            f"{list(lb[k])} in {b_label}")
+    return problems
+
+
+def check(root, conformance):
+    committed = os.path.join(root, "fixtures")
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="xtask-fixtures-") as tmp:
+        generate_all(tmp)
+        for fx in FIXTURES:
+            name = fx["name"]
+            paths = [(f"modules/{name}", f"modules/{name}")]
+            if fx.get("tar_gz"):
+                paths.append((f"modules/{name}.tar.gz", f"modules/{name}.tar.gz"))
+            for rel_c, rel_g in paths:
+                c, g = os.path.join(committed, rel_c), os.path.join(tmp, rel_g)
+                if not os.path.exists(c):
+                    problems.append(f"{rel_c}: missing in fixtures/")
+                    continue
+                problems += [f"{rel_c}: {p}" for p in graph_compare.compare(
+                    c, g, a_label="committed", b_label="regenerated")]
+            gc = os.path.join(committed, "goldens", name + ".golden.safetensors")
+            gg = os.path.join(tmp, "goldens", name + ".golden.safetensors")
+            if not os.path.exists(gc):
+                problems.append(f"goldens/{name}.golden.safetensors: missing in fixtures/")
+            else:
+                problems += [f"goldens/{name}: {p}" for p in compare_goldens(
+                    gc, gg, "committed", "regenerated")]
+        for photo in PHOTOS:
+            stem = os.path.splitext(photo)[0] + ".safetensors"
+            pc, pg = (os.path.join(committed, "preprocess", stem),
+                      os.path.join(tmp, "preprocess", stem))
+            if not os.path.exists(pc):
+                problems.append(f"preprocess/{stem}: missing in fixtures/")
+            else:
+                problems += [f"preprocess/{stem}: {p}" for p in compare_goldens(
+                    pc, pg, "committed", "regenerated")]
+        # The generator against a module the official code exported (TF 1.15).
+        ours = os.path.join(tmp, "modules", "amoebanet_a_n6_f16")
+        if not os.path.isdir(conformance):
+            problems.append(f"conformance module not found at {conformance}")
+        else:
+            conf_problems = graph_compare.compare(ours, conformance, a_label="generated",
+                                                  b_label="conformance")
+            golden_conf = conformance.rstrip("/") + ".golden.safetensors"
+            if os.path.exists(golden_conf):
+                conf_problems += compare_goldens(
+                    os.path.join(tmp, "goldens", "amoebanet_a_n6_f16.golden.safetensors"),
+                    golden_conf, "generated", "conformance", ignore_batch=True)
+            problems += [f"conformance amoebanet_a_n6_f16: {p}" for p in conf_problems]
+            if not conf_problems:
+                log("conformance: generated amoebanet_a_n6_f16 has the same variables, "
+                    "per-scope op types (both graph variants) and signatures as "
+                    f"{conformance}")
+    if problems:
+        log(f"\n{len(problems)} mismatch(es):")
+        for p in problems:
+            log("  " + p)
+        return 1
+    log("fixtures --check: committed fixtures match the regenerated structure")
+    return 0
+
+
+# ---- golden for any module and the full-size synthetic module ---------------
+
+def golden_cmd(module, images, out, noise):
+    size = hub_export.expected_image_size(module)
+    _, pre = preprocess.preprocess_files(images, size[0], size[1])
+    names = [os.path.basename(p) for p in images]
+    if noise:
+        pre = np.concatenate([pre, hub_export.noise_image(size[0], 0)[None]])
+        names.append("uniform-noise")
+    t = hub_export.run_golden(module, pre, out, {"photos": ",".join(names),
+                                                 "module": os.path.abspath(module)})
+    for k, v in t.items():
+        log(f"  {k} {list(v.shape)}")
+    return 0
+
+
+def synth_full(out_dir, with_noise):
+    os.makedirs(out_dir, exist_ok=True)
+    fx = FULL
+    module_dir = os.path.join(out_dir, fx["name"])
+    if os.path.exists(module_dir):
+        shutil.rmtree(module_dir)
+    log(f"exporting {module_dir} (about 1.9 GB, takes minutes) ...")
+    spec = hub_export.make_module_spec(genotypes.GENOTYPES[fx["genotype"]], fx["num_cells"],
+                                       fx["filters"], fx["image_size"], fx["num_classes"])
+    hub_export.export_module(spec, module_dir, fx["seed"])
+    size = fx["image_size"]
+    _, images = preprocess.preprocess_files([skimage_data(fx["photo"])], size, size)
+    photos = fx["photo"]
+    if with_noise:
+        images = np.concatenate([images, hub_export.noise_image(size, fx["seed"])[None]])
+        photos += ",uniform-noise"
+    meta = {"photos": photos, "module": fx["name"]}
+    meta.update(fixture_metadata(fx))
+    out = os.path.join(out_dir, fx["name"] + ".golden.safetensors")
+    log(f"golden {out} ...")
+    hub_export.run_golden(module_dir, images, out, meta)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("fixtures")
+    p.add_argument("--root", required=True)
+    p.add_argument("--out", help="output folder (default: ROOT/fixtures)")
+    p = sub.add_parser("check")
+    p.add_argument("--root", required=True)
+    p.add_argument("--conformance", required=True)
+    p = sub.add_parser("golden")
+    p.add_argument("--module", required=True)
+    p.add_argument("--images", nargs="+", required=True)
+    p.add_argument("-o", "--out", required=True)
+    p.add_argument("--noise", action="store_true")
+    p = sub.add_parser("synth-full")
+    p.add_argument("-o", "--out", required=True)
+    p.add_argument("--no-noise", action="store_true")
+    a = ap.parse_args()
+    if a.cmd == "fixtures":
+        out = a.out or os.path.join(a.root, "fixtures")
+        for d in ("modules", "goldens", "preprocess"):
+            shutil.rmtree(os.path.join(out, d), ignore_errors=True)
+        generate_all(out)
+        log(f"fixtures written to {out}")
+        return 0
+    if a.cmd == "check":
+        return check(a.root, a.conformance)
+    if a.cmd == "golden":
+        return golden_cmd(a.module, a.images, a.out, a.noise)
+    if a.cmd == "synth-full":
+        return synth_full(a.out, not a.no_noise)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
