@@ -20,6 +20,12 @@ struct Cli {
 enum Command {
     /// Summarise a module: format, graph variants, signatures, image size, variables.
     Inspect(cmd::inspect::Args),
+    /// Convert a module's variables to safetensors, with the network description in the metadata.
+    Convert(cmd::convert::Args),
+    /// Run preprocessed images through a model: logits and feature vectors.
+    Run(cmd::run::Args),
+    /// Check a model against TensorFlow's golden outputs: logits, features and every cell.
+    Verify(cmd::verify::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +39,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Convert(args) => cmd::convert::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
     };
     match result {
         Ok(code) => code,

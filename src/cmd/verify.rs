@@ -1,0 +1,38 @@
+//! `amoeba verify MODEL --golden golden.safetensors [--atol A] [--rtol R]`.
+
+use model_io::Model;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use verify::{Golden, Options};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Module folder, .tar.gz archive, or a .safetensors file written by convert.
+    model: PathBuf,
+    /// Golden outputs made by TensorFlow (`cargo xtask golden`).
+    #[arg(long)]
+    golden: PathBuf,
+    /// Absolute tolerance, scaled by max(1, max |golden|) per tensor.
+    #[arg(long, default_value_t = 1e-4)]
+    atol: f32,
+    /// Relative tolerance per element.
+    #[arg(long, default_value_t = 0.0)]
+    rtol: f32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let golden = Golden::open(&args.golden)?;
+    let model = Model::open(&args.model)?;
+    let network = model.network()?;
+    let options = Options { atol: args.atol, rtol: args.rtol, ..Options::default() };
+    let report = verify::verify(&network, &golden, options)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text(options));
+    }
+    Ok(if report.pass { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_VERIFY_FAILED) })
+}
