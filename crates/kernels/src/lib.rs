@@ -1,1 +1,34 @@
-//! placeholder
+//! Arithmetic kernels of the AmoebaNet forward pass, NHWC float32.
+//!
+//! This crate owns the arithmetic: GEMM calls (pointwise/general/dense
+//! convolutions through the `gemm` crate), the hand-written depthwise and
+//! pooling loops, TF's SAME/VALID padding rules and batch-norm folding. It
+//! does not own the network topology or any file format.
+//!
+//! Tensors are passed as [`Nhwc`]/[`NhwcMut`] views whose pixels may be
+//! strided, so an op can read from or write into a channel slice of a
+//! concatenation buffer. Shape mismatches are programming errors and panic.
+//! Kernels are parallel with rayon (in the current pool) and allocate only in
+//! the caller-reusable `scratch` buffers of the `*_with` variants.
+
+mod batch_norm;
+mod conv;
+mod depthwise;
+mod elementwise;
+mod padding;
+mod pool;
+mod simd;
+mod view;
+
+#[cfg(test)]
+mod reference;
+#[cfg(test)]
+mod tests;
+
+pub use batch_norm::{batch_norm_scale_shift, fold_batch_norm};
+pub use conv::{conv2d, conv2d_with, dense, matmul, pointwise, pointwise_with, ConvGeom};
+pub use depthwise::depthwise;
+pub use elementwise::{add, add_assign, batch_norm, copy, global_mean, relu};
+pub use padding::{output_size, Padding};
+pub use pool::{avg_pool, max_pool, subsample2};
+pub use view::{Nhwc, NhwcMut};

@@ -1,0 +1,185 @@
+//! Throughput of the kernels at AmoebaNet-A (F=448) shapes:
+//! `cargo bench -p kernels`. Plain main (no criterion): each case is run
+//! until ~0.5 s has passed and the best time is reported.
+
+use kernels::*;
+use std::time::{Duration, Instant};
+
+/// Best wall time of `f` over repeated runs within a time budget.
+fn best_time(mut f: impl FnMut()) -> Duration {
+    f(); // warm-up: thread pool, page faults, gemm's packing buffers
+    let (start, mut best, mut runs) = (Instant::now(), Duration::MAX, 0);
+    while runs < 3 || (start.elapsed() < Duration::from_millis(500) && runs < 1000) {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed());
+        runs += 1;
+    }
+    best
+}
+
+fn filled(len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+        .collect()
+}
+
+fn bench_pointwise(hw: usize, cin: usize, cout: usize) {
+    let input = filled(hw * hw * cin);
+    let wts = filled(cin * cout);
+    let bias = filled(cout);
+    let mut out = vec![0.0; hw * hw * cout];
+    let t = best_time(|| {
+        let o = NhwcMut::new(&mut out, [1, hw, hw, cout]);
+        pointwise(Nhwc::new(&input, [1, hw, hw, cin]), &wts, &bias, 1, o);
+    });
+    let gflops = 2.0 * (hw * hw * cin * cout) as f64 / t.as_secs_f64() / 1e9;
+    println!(
+        "pointwise  {hw:>3}x{hw:<3} {cin:>4} -> {cout:<4}  {:>8.3} ms  {gflops:>6.1} GFLOP/s",
+        ms(t)
+    );
+}
+
+fn bench_conv(hw: usize, c: usize, kh: usize, kw: usize) {
+    let input = filled(hw * hw * c);
+    let wts = filled(kh * kw * c * c);
+    let bias = filled(c);
+    let mut out = vec![0.0; hw * hw * c];
+    let mut scratch = Vec::new();
+    let geom = ConvGeom {
+        kh,
+        kw,
+        stride: [1, 1],
+        padding: Padding::Same,
+    };
+    let t = best_time(|| {
+        let o = NhwcMut::new(&mut out, [1, hw, hw, c]);
+        conv2d_with(
+            Nhwc::new(&input, [1, hw, hw, c]),
+            &wts,
+            geom,
+            &bias,
+            true,
+            &mut scratch,
+            o,
+        );
+    });
+    let gflops = 2.0 * (hw * hw * kh * kw * c * c) as f64 / t.as_secs_f64() / 1e9;
+    println!(
+        "conv2d {kh}x{kw} {hw:>3}x{hw:<3} {c:>4} -> {c:<4}  {:>8.3} ms  {gflops:>6.1} GFLOP/s",
+        ms(t)
+    );
+}
+
+fn bench_stem() {
+    let input = filled(331 * 331 * 3);
+    let wts = filled(27 * 32);
+    let bias = filled(32);
+    let mut out = vec![0.0; 165 * 165 * 32];
+    let t = best_time(|| {
+        let o = NhwcMut::new(&mut out, [1, 165, 165, 32]);
+        conv2d(
+            Nhwc::new(&input, [1, 331, 331, 3]),
+            &wts,
+            3,
+            3,
+            [2, 2],
+            Padding::Valid,
+            &bias,
+            o,
+        );
+    });
+    let gflops = 2.0 * (165 * 165 * 27 * 32) as f64 / t.as_secs_f64() / 1e9;
+    println!(
+        "stem conv 3x3/2 331x331x3 -> 32  {:>8.3} ms  {gflops:>6.1} GFLOP/s",
+        ms(t)
+    );
+}
+
+fn bench_depthwise(hw: usize, c: usize, k: usize, s: usize) {
+    let input = filled(hw * hw * c);
+    let wts = filled(k * k * c);
+    let o_hw = hw.div_ceil(s);
+    let mut out = vec![0.0; o_hw * o_hw * c];
+    let t = best_time(|| {
+        let o = NhwcMut::new(&mut out, [1, o_hw, o_hw, c]);
+        depthwise(Nhwc::new(&input, [1, hw, hw, c]), &wts, k, s, true, o);
+    });
+    let gflops = 2.0 * (o_hw * o_hw * k * k * c) as f64 / t.as_secs_f64() / 1e9;
+    println!(
+        "depthwise {k}x{k}/{s} {hw}x{hw}x{c}  {:>8.3} ms  {gflops:>6.1} GFLOP/s",
+        ms(t)
+    );
+}
+
+fn bench_pool(hw: usize, c: usize, s: usize, max: bool) {
+    let input = filled(hw * hw * c);
+    let o_hw = hw.div_ceil(s);
+    let mut out = vec![0.0; o_hw * o_hw * c];
+    let t = best_time(|| {
+        let (i, o) = (
+            Nhwc::new(&input, [1, hw, hw, c]),
+            NhwcMut::new(&mut out, [1, o_hw, o_hw, c]),
+        );
+        if max {
+            max_pool(i, 3, s, o)
+        } else {
+            avg_pool(i, 3, s, o)
+        }
+    });
+    let bytes = 4.0 * (hw * hw * c + o_hw * o_hw * c) as f64;
+    let name = if max { "max" } else { "avg" };
+    println!(
+        "{name}_pool 3x3/{s} {hw}x{hw}x{c}  {:>8.3} ms  {:>6.1} GB/s (in+out)",
+        ms(t),
+        bytes / t.as_secs_f64() / 1e9
+    );
+}
+
+fn bench_add(hw: usize, c: usize) {
+    let a = filled(hw * hw * c);
+    let b = filled(hw * hw * c);
+    let mut out = vec![0.0; hw * hw * c];
+    let t = best_time(|| {
+        let s = [1, hw, hw, c];
+        add(
+            Nhwc::new(&a, s),
+            Nhwc::new(&b, s),
+            NhwcMut::new(&mut out, s),
+        );
+    });
+    let bytes = 12.0 * (hw * hw * c) as f64;
+    println!(
+        "add {hw}x{hw}x{c}  {:>8.3} ms  {:>6.1} GB/s",
+        ms(t),
+        bytes / t.as_secs_f64() / 1e9
+    );
+}
+
+fn ms(t: Duration) -> f64 {
+    t.as_secs_f64() * 1e3
+}
+
+fn main() {
+    println!("rayon threads: {}", rayon::current_num_threads());
+    bench_pointwise(42, 448, 448);
+    bench_pointwise(21, 896, 896);
+    bench_pointwise(11, 1792, 1792);
+    bench_pointwise(42, 1792, 448);
+    bench_pointwise(83, 112, 112);
+    bench_conv(42, 112, 1, 7);
+    bench_conv(42, 112, 7, 1);
+    bench_stem();
+    for s in [1, 2] {
+        for k in [3, 5, 7] {
+            bench_depthwise(42, 448, k, s);
+        }
+    }
+    bench_depthwise(11, 1792, 5, 1);
+    bench_depthwise(83, 112, 7, 1);
+    for s in [1, 2] {
+        bench_pool(42, 448, s, false);
+        bench_pool(42, 448, s, true);
+    }
+    bench_add(42, 1792);
+}

@@ -1,0 +1,362 @@
+//! Convolutions that map onto a GEMM (pointwise, im2col conv2d, dense).
+//!
+//! The `gemm` crate computes `dst = alpha*dst + beta*lhs@rhs` with arbitrary
+//! row strides, so NHWC activations (rows = pixels, possibly strided inside a
+//! concat buffer) are used in place. The bias is written into `dst` first and
+//! the product accumulated onto it, which saves a second pass.
+
+use crate::padding::{output_size, Padding};
+use crate::view::{Nhwc, NhwcMut};
+use rayon::prelude::*;
+
+/// Below this many multiply-adds, waking the thread pool costs more than it saves.
+const PARALLEL_MACS: usize = 1 << 18;
+
+/// Upper bound on im2col scratch, in floats (4 MiB): big enough for GEMM
+/// blocks of hundreds of rows, small enough to stay mostly in L2/L3.
+const IM2COL_FLOATS: usize = 1 << 20;
+
+/// `dst[m][n] = (accumulate ? dst : 0) + lhs[m][k] @ rhs[k][n]`, all matrices
+/// row-major with unit column stride and the given row strides.
+///
+/// Panics if a slice is too short for its matrix.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_rs: usize,
+    rhs: &[f32],
+    rhs_rs: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let extent = |rows: usize, rs: usize, cols: usize| (rows - 1) * rs + cols;
+    assert!(
+        dst_rs >= n && dst.len() >= extent(m, dst_rs, n),
+        "dst too short"
+    );
+    if k == 0 {
+        if !accumulate {
+            dst.chunks_mut(dst_rs)
+                .take(m)
+                .for_each(|r| r[..n].fill(0.0));
+        }
+        return;
+    }
+    assert!(
+        lhs_rs >= k && lhs.len() >= extent(m, lhs_rs, k),
+        "lhs too short"
+    );
+    assert!(
+        rhs_rs >= n && rhs.len() >= extent(k, rhs_rs, n),
+        "rhs too short"
+    );
+    let parallelism = if m * n * k < PARALLEL_MACS {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    };
+    // SAFETY: the asserts above keep every element the strides address inside
+    // the three slices; `dst` is exclusively borrowed and cannot overlap the
+    // shared `lhs`/`rhs`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            1,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            1,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// Writes `bias` into every pixel of `out` (the GEMM then accumulates onto it).
+fn fill_bias(out: &mut NhwcMut, bias: &[f32]) {
+    let (w, ps) = (out.w, out.pixel_stride);
+    out.par_rows_mut().for_each(|row| {
+        for x in 0..w {
+            row[x * ps..][..bias.len()].copy_from_slice(bias);
+        }
+    });
+}
+
+/// 1x1 convolution as GEMM: `out = input(subsampled by stride, i.e.
+/// in[y*s][x*s]) @ weights[cin][cout] + bias`.
+///
+/// Panics if `weights.len() != cin*cout`, `bias.len() != cout`, or `out` is
+/// not `[n, ceil(h/s), ceil(w/s), cout]`.
+pub fn pointwise(input: Nhwc, weights: &[f32], bias: &[f32], stride: usize, out: NhwcMut) {
+    pointwise_with(input, weights, bias, stride, false, &mut Vec::new(), out)
+}
+
+/// [`pointwise`] with an optional ReLU applied to the input. A stride > 1 or
+/// the ReLU make a gathered copy of the input in `scratch` (resized as
+/// needed, reusable across calls); otherwise the input is read in place.
+pub fn pointwise_with(
+    input: Nhwc,
+    weights: &[f32],
+    bias: &[f32],
+    stride: usize,
+    relu_input: bool,
+    scratch: &mut Vec<f32>,
+    mut out: NhwcMut,
+) {
+    input.validate();
+    out.validate();
+    let (cin, cout) = (input.c, out.c);
+    assert!(stride > 0, "stride 0");
+    assert_eq!(
+        weights.len(),
+        cin * cout,
+        "pointwise weights must be [cin][cout]"
+    );
+    assert_eq!(bias.len(), cout, "bias length");
+    let expect = [
+        input.n,
+        input.h.div_ceil(stride),
+        input.w.div_ceil(stride),
+        cout,
+    ];
+    assert_eq!(out.shape(), expect, "pointwise output shape");
+    fill_bias(&mut out, bias);
+    let m = out.pixels();
+    if stride == 1 && !relu_input {
+        let ps = input.pixel_stride;
+        return matmul(
+            m,
+            cout,
+            cin,
+            out.data,
+            out.pixel_stride,
+            true,
+            input.data,
+            ps,
+            weights,
+            cout,
+        );
+    }
+    gather(input, stride, relu_input, [out.h, out.w], scratch);
+    matmul(
+        m,
+        cout,
+        cin,
+        out.data,
+        out.pixel_stride,
+        true,
+        scratch,
+        cin,
+        weights,
+        cout,
+    );
+}
+
+/// Dense copy of `input[b, y*s, x*s, :]` (optionally ReLU'd) into `scratch`.
+fn gather(input: Nhwc, s: usize, relu: bool, [ho, wo]: [usize; 2], scratch: &mut Vec<f32>) {
+    let c = input.c;
+    scratch.resize(input.n * ho * wo * c, 0.0);
+    if c == 0 {
+        return;
+    }
+    scratch
+        .par_chunks_mut(wo * c)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (b, y) = (row / ho, row % ho);
+            for (x, px) in dst.chunks_exact_mut(c).enumerate() {
+                let src = input.pixel((b * input.h + y * s) * input.w + x * s);
+                copy_act(src, px, relu);
+            }
+        });
+}
+
+#[inline]
+fn copy_act(src: &[f32], dst: &mut [f32], relu: bool) {
+    if relu {
+        dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v.max(0.0));
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// General convolution: weights HWIO `[kh][kw][cin][cout]`, strides `[sh, sw]`,
+/// SAME or VALID (TF arithmetic), plus bias. im2col + GEMM in blocks of output
+/// rows so the scratch stays bounded.
+///
+/// Panics on a weight/bias length or output shape mismatch.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    input: Nhwc,
+    weights: &[f32],
+    kh: usize,
+    kw: usize,
+    stride: [usize; 2],
+    padding: Padding,
+    bias: &[f32],
+    out: NhwcMut,
+) {
+    let geom = ConvGeom {
+        kh,
+        kw,
+        stride,
+        padding,
+    };
+    conv2d_with(input, weights, geom, bias, false, &mut Vec::new(), out)
+}
+
+/// Kernel size, strides and padding of a [`conv2d_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct ConvGeom {
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    pub padding: Padding,
+}
+
+/// [`conv2d`] with an optional ReLU on the input (applied while unfolding, the
+/// padding stays 0) and a caller-owned im2col `scratch` (at most ~4 MiB).
+pub fn conv2d_with(
+    input: Nhwc,
+    weights: &[f32],
+    geom: ConvGeom,
+    bias: &[f32],
+    relu_input: bool,
+    scratch: &mut Vec<f32>,
+    mut out: NhwcMut,
+) {
+    input.validate();
+    out.validate();
+    let ConvGeom {
+        kh,
+        kw,
+        stride: [sh, sw],
+        padding,
+    } = geom;
+    let (ho, pt, _) = output_size(input.h, kh, sh, padding);
+    let (wo, pl, _) = output_size(input.w, kw, sw, padding);
+    let (cin, cout) = (input.c, out.c);
+    let k = kh * kw * cin;
+    assert_eq!(
+        weights.len(),
+        k * cout,
+        "conv2d weights must be [kh][kw][cin][cout]"
+    );
+    assert_eq!(bias.len(), cout, "bias length");
+    assert_eq!(out.shape(), [input.n, ho, wo, cout], "conv2d output shape");
+    fill_bias(&mut out, bias);
+    if out.pixels() == 0 || cout == 0 {
+        return;
+    }
+    let rows_per_block = (IM2COL_FLOATS / (wo * k).max(1)).clamp(1, ho);
+    let ops = out.pixel_stride;
+    let unfold = Unfold {
+        input,
+        geom,
+        pad: [pt, pl],
+        wo,
+        relu: relu_input,
+    };
+    for b in 0..input.n {
+        for y0 in (0..ho).step_by(rows_per_block) {
+            let rows = rows_per_block.min(ho - y0);
+            unfold.rows(b, y0, rows, scratch);
+            let dst = &mut out.data[(b * ho + y0) * wo * ops..];
+            matmul(
+                rows * wo,
+                cout,
+                k,
+                dst,
+                ops,
+                true,
+                scratch,
+                k,
+                weights,
+                cout,
+            );
+        }
+    }
+}
+
+/// im2col of one image's block of output rows.
+struct Unfold<'a> {
+    input: Nhwc<'a>,
+    geom: ConvGeom,
+    pad: [usize; 2],
+    wo: usize,
+    relu: bool,
+}
+
+impl Unfold<'_> {
+    /// Fills `scratch` with `rows*wo` patches of `kh*kw*cin` values, ordered
+    /// (dy, dx, ci) like the HWIO weights; taps in the padding are 0.
+    fn rows(&self, b: usize, y0: usize, rows: usize, scratch: &mut Vec<f32>) {
+        let (inp, g) = (&self.input, &self.geom);
+        let (cin, patch) = (inp.c, g.kh * g.kw * inp.c);
+        scratch.resize(rows * self.wo * patch, 0.0);
+        if patch == 0 {
+            return;
+        }
+        scratch
+            .par_chunks_mut(patch)
+            .with_min_len(32)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                let (yo, xo) = (y0 + i / self.wo, i % self.wo);
+                let yi0 = (yo * g.stride[0]) as isize - self.pad[0] as isize;
+                let xi0 = (xo * g.stride[1]) as isize - self.pad[1] as isize;
+                for (tap, px) in dst.chunks_exact_mut(cin).enumerate() {
+                    let yi = yi0 + (tap / g.kw) as isize;
+                    let xi = xi0 + (tap % g.kw) as isize;
+                    if yi < 0 || xi < 0 || yi >= inp.h as isize || xi >= inp.w as isize {
+                        px.fill(0.0);
+                    } else {
+                        let p = (b * inp.h + yi as usize) * inp.w + xi as usize;
+                        copy_act(inp.pixel(p), px, self.relu);
+                    }
+                }
+            });
+    }
+}
+
+/// Fully connected layer: `out[n][cout] = input[n][cin] @ weights[cin][cout] + bias`.
+///
+/// Panics on a length mismatch.
+pub fn dense(
+    input: &[f32],
+    n: usize,
+    weights: &[f32],
+    cin: usize,
+    cout: usize,
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    assert_eq!(input.len(), n * cin, "dense input length");
+    assert_eq!(weights.len(), cin * cout, "dense weights length");
+    assert_eq!(bias.len(), cout, "dense bias length");
+    assert_eq!(out.len(), n * cout, "dense output length");
+    if cout == 0 {
+        return;
+    }
+    out.chunks_exact_mut(cout)
+        .for_each(|r| r.copy_from_slice(bias));
+    matmul(n, cout, cin, out, cout, true, input, cin, weights, cout);
+}

@@ -1,0 +1,175 @@
+//! Depthwise KxK convolution (depth multiplier 1), SAME padding.
+//!
+//! NHWC puts a pixel's channels side by side, so the loop over channels is
+//! the vector loop: each output pixel is computed in fixed-size channel
+//! chunks whose accumulators stay in registers across all k*k taps. Border
+//! taps that fall in the zero padding are skipped rather than multiplied.
+
+use crate::padding::{output_size, valid_taps, Padding};
+use crate::simd::{fmadd, simd_dispatch};
+use crate::view::{Nhwc, NhwcMut};
+use rayon::prelude::*;
+
+/// Channels per register-resident accumulator block (4 AVX-512 registers).
+const CHUNK: usize = 64;
+
+/// Depthwise KxK, weights `[k][k][c]` (TF's `[k,k,c,1]`), stride `s`, SAME
+/// padding; `relu_input` applies `max(x,0)` to the input as it is read (the
+/// padding stays 0). No bias (the pointwise that follows carries it).
+///
+/// Panics if `weights.len() != k*k*c` or `out` is not `[n, ceil(h/s), ceil(w/s), c]`.
+pub fn depthwise(
+    input: Nhwc,
+    weights: &[f32],
+    k: usize,
+    stride: usize,
+    relu_input: bool,
+    mut out: NhwcMut,
+) {
+    input.validate();
+    out.validate();
+    let (ho, pad_top, _) = output_size(input.h, k, stride, Padding::Same);
+    let (wo, pad_left, _) = output_size(input.w, k, stride, Padding::Same);
+    assert_eq!(
+        weights.len(),
+        k * k * input.c,
+        "depthwise weights must be [k][k][c]"
+    );
+    assert_eq!(
+        out.shape(),
+        [input.n, ho, wo, input.c],
+        "depthwise output shape"
+    );
+    let g = Geom {
+        k,
+        stride,
+        pad: [pad_top, pad_left],
+        ho,
+        out_w: wo,
+        out_ps: out.pixel_stride,
+    };
+    out.par_rows_mut().enumerate().for_each(|(row, dst)| {
+        if relu_input {
+            row_relu(&input, weights, &g, row, dst)
+        } else {
+            row_plain(&input, weights, &g, row, dst)
+        }
+    });
+}
+
+pub(crate) struct Geom {
+    pub k: usize,
+    pub stride: usize,
+    pub pad: [usize; 2],
+    pub ho: usize,
+    pub out_w: usize,
+    pub out_ps: usize,
+}
+
+simd_dispatch!(fn row_relu(input: &Nhwc, weights: &[f32], g: &Geom, row: usize, dst: &mut [f32]) => row_relu_generic);
+simd_dispatch!(fn row_plain(input: &Nhwc, weights: &[f32], g: &Geom, row: usize, dst: &mut [f32]) => row_plain_generic);
+
+#[inline(always)]
+fn row_relu_generic<const FMA: bool>(
+    input: &Nhwc,
+    weights: &[f32],
+    g: &Geom,
+    row: usize,
+    dst: &mut [f32],
+) {
+    row_generic::<FMA, true>(input, weights, g, row, dst)
+}
+
+#[inline(always)]
+fn row_plain_generic<const FMA: bool>(
+    input: &Nhwc,
+    weights: &[f32],
+    g: &Geom,
+    row: usize,
+    dst: &mut [f32],
+) {
+    row_generic::<FMA, false>(input, weights, g, row, dst)
+}
+
+/// One output row: every pixel, every channel.
+#[inline(always)]
+fn row_generic<const FMA: bool, const RELU: bool>(
+    input: &Nhwc,
+    weights: &[f32],
+    g: &Geom,
+    row: usize,
+    dst: &mut [f32],
+) {
+    let (b, yo) = (row / g.ho, row % g.ho);
+    let y0 = (yo * g.stride) as isize - g.pad[0] as isize;
+    let (dy0, dy1) = valid_taps(y0, g.k, input.h);
+    for xo in 0..g.out_w {
+        let x0 = (xo * g.stride) as isize - g.pad[1] as isize;
+        let (dx0, dx1) = valid_taps(x0, g.k, input.w);
+        let win = Window {
+            // Flat input pixel of tap (0, 0); only valid taps are ever added to it.
+            origin: ((b * input.h) as isize + y0) * input.w as isize + x0,
+            dy: dy0..dy1,
+            dx: dx0..dx1,
+        };
+        let px = &mut dst[xo * g.out_ps..][..input.c];
+        pixel::<FMA, RELU>(input, weights, g.k, &win, px);
+    }
+}
+
+pub(crate) struct Window {
+    pub origin: isize,
+    pub dy: std::ops::Range<usize>,
+    pub dx: std::ops::Range<usize>,
+}
+
+/// All channels of one output pixel, in chunks of CHUNK, 16 and 1.
+#[inline(always)]
+fn pixel<const FMA: bool, const RELU: bool>(
+    input: &Nhwc,
+    weights: &[f32],
+    k: usize,
+    win: &Window,
+    px: &mut [f32],
+) {
+    let c = px.len();
+    let mut ch = 0;
+    while ch + CHUNK <= c {
+        chunk::<CHUNK, FMA, RELU>(input, weights, k, win, ch, px);
+        ch += CHUNK;
+    }
+    while ch + 16 <= c {
+        chunk::<16, FMA, RELU>(input, weights, k, win, ch, px);
+        ch += 16;
+    }
+    while ch < c {
+        chunk::<1, FMA, RELU>(input, weights, k, win, ch, px);
+        ch += 1;
+    }
+}
+
+/// Channels `ch..ch+L` of one output pixel, accumulated in registers.
+#[inline(always)]
+fn chunk<const L: usize, const FMA: bool, const RELU: bool>(
+    input: &Nhwc,
+    weights: &[f32],
+    k: usize,
+    win: &Window,
+    ch: usize,
+    px: &mut [f32],
+) {
+    let (w, c, ps) = (input.w as isize, input.c, input.pixel_stride);
+    let mut acc = [0.0f32; L];
+    for dy in win.dy.clone() {
+        for dx in win.dx.clone() {
+            let p = (win.origin + dy as isize * w + dx as isize) as usize;
+            let x: &[f32; L] = input.data[p * ps + ch..][..L].try_into().unwrap();
+            let wt: &[f32; L] = weights[(dy * k + dx) * c + ch..][..L].try_into().unwrap();
+            for i in 0..L {
+                let v = if RELU { x[i].max(0.0) } else { x[i] };
+                acc[i] = fmadd::<FMA>(wt[i], v, acc[i]);
+            }
+        }
+    }
+    px[ch..ch + L].copy_from_slice(&acc);
+}
