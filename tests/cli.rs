@@ -1,0 +1,94 @@
+//! End-to-end tests of the `amoeba` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn amoeba(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_amoeba")).args(args).output().expect("runs")
+}
+
+fn shared() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance");
+    assert!(p.is_dir(), "conformance data missing at {} (CI provides ../shared)", p.display());
+    p
+}
+
+fn conformance_module() -> String {
+    shared().join("amoebanet_a_n6_f16").display().to_string()
+}
+
+fn conformance_golden() -> String {
+    shared().join("amoebanet_a_n6_f16.golden.safetensors").display().to_string()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn inspect_conformance_module() {
+    let out = amoeba(&["inspect", &conformance_module()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("TF1 Hub module (format 3)"), "{stdout}");
+    assert!(stdout.contains("image size: 331x331"), "{stdout}");
+    assert!(stdout.contains("graph variant tags {}"), "{stdout}");
+    assert!(stdout.contains("graph variant tags {\"train\"}"), "{stdout}");
+    for sig in ["default", "image_classification", "image_feature_vector"] {
+        assert!(stdout.contains(&format!("signature {sig}\n")), "{stdout}");
+    }
+    assert!(stdout.contains("[-1, 331, 331, 3]"), "{stdout}");
+}
+
+#[test]
+fn inspect_json_and_variables() {
+    let out = amoeba(&["inspect", &conformance_module(), "--json", "--variables"]);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let vars = json["variables"].as_array().expect("variables listed");
+    assert_eq!(vars.len() as u64, json["num_variables"].as_u64().unwrap());
+    assert!(vars.iter().any(|v| v["name"] == "stem/conv0/weights" && v["shape"] == serde_json::json!([3, 3, 3, 32])));
+    assert_eq!(json["image_size"], serde_json::json!([331, 331]));
+}
+
+#[test]
+fn inspect_missing_module_fails_with_exit_2() {
+    let out = amoeba(&["inspect", "/no/such/module"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("/no/such/module") && stderr.contains("no such file"), "{stderr}");
+}
+
+#[test]
+fn usage_error_exits_2() {
+    let out = amoeba(&["inspect"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn verify_conformance_module_directly_and_after_convert() {
+    let out = amoeba(&["verify", &conformance_module(), "--golden", &conformance_golden()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "verify failed:\n{stdout}\n{stderr}");
+    assert!(stdout.trim_end().ends_with("PASS"), "{stdout}");
+    assert!(stdout.contains("cell_output/cell_stem_0"), "every cell is compared: {stdout}");
+    assert!(stdout.contains("top-5 agreement (same order): 5/5"), "{stdout}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let st = tmp.path().join("model.safetensors");
+    let out = amoeba(&["convert", &conformance_module(), "-o", st.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let out = amoeba(&["verify", st.to_str().unwrap(), "--golden", &conformance_golden()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "verify from safetensors failed:\n{stdout}\n{stderr}");
+}
+
+#[test]
+fn verify_fails_with_exit_1_when_outputs_differ() {
+    // A bar of zero cannot be met by float arithmetic in another order.
+    let out = amoeba(&["verify", &conformance_module(), "--golden", &conformance_golden(), "--atol", "0"]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.trim_end().ends_with("FAIL"), "{stdout}");
+    assert!(stdout.contains("first divergent cell: cell_output/cell_stem_0"), "{stdout}");
+}
