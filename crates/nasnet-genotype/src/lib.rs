@@ -1,9 +1,24 @@
 //! The architecture of a NASNet-search-space network (AmoebaNet-A and relatives) as data.
 //!
-//! Owns: [`Genotype`], [`CellSpec`], [`Operation`], [`NetworkSpec`]; their extraction from a
-//! module's variable names and inference graph; recognition of known genotypes; JSON.
-//! Does not own: drawing (crate `diagrams`) or arithmetic (crates `kernels`, `nasnet-forward`).
+//! Owns: [`Genotype`], [`CellSpec`], [`Operation`], [`NetworkSpec`], [`CellLayout`]; their
+//! extraction from a module's checkpoint variable names and inference graph ([`extract`]), or
+//! from variables plus a known genotype ([`from_variables`]); recognition of the published
+//! genotypes ([`recognize`]); JSON ([`NetworkSpec::to_json`]).
+//!
+//! Does not own: reading files (crates `hub-module`, `tensor-bundle` hand over the decoded
+//! MetaGraphDef and the variable names/shapes), drawing (crate `diagrams`) or arithmetic
+//! (crates `kernels`, `nasnet-forward`).
 
+mod error;
+mod extract;
+pub mod graph;
+mod known;
+pub mod layout;
+mod opnames;
 mod spec;
+pub mod variables;
 
+pub use error::GenotypeError;
+pub use extract::{extract, from_variables, Assumptions, Extraction};
+pub use known::{known_genotype, known_names, recognize};
 pub use spec::*;

@@ -19,6 +19,10 @@ pub enum Operation {
     Conv1x1,
     /// `1xK_Kx1`: bottleneck ReLU -> pre_1x1 -> BN -> ReLU -> 1xK -> BN -> ReLU -> Kx1 -> BN -> ReLU -> post_1x1 -> BN.
     Factorized { kernel: usize },
+    /// `KxK` (e.g. `3x3`, AmoebaNet-B/-D) or `dilated_KxK_rate_R`: bottleneck ReLU -> pre_1x1 -> BN
+    /// -> ReLU -> KxK conv (scope `KxK` or `dilated_KxK`, with the cell stride and `dilation`) -> BN
+    /// (`bn`) -> ReLU -> post_1x1 -> BN. `dilation` is the graph's `dilations` attr, 1 for `3x3`.
+    Conv { kernel: usize, dilation: usize },
 }
 
 /// One cell kind (normal or reduction): five combinations of two operations each.
@@ -42,7 +46,7 @@ pub struct Genotype {
 }
 
 /// The kind of one cell of the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CellKind {
     /// `cell_stem_K`: a reduction cell at stride 2 in the stem.

@@ -1,0 +1,887 @@
+//! What the inference graph's NodeDefs say: per cell, the operation of every
+//! `comb_iter_i/{left,right}` (op types, kernels, strides, dilations), the state it reads, the
+//! states the output concat takes, where the cell's inputs come from; plus the batch-norm
+//! epsilon, the input scaling and the image size. Attributes stripped because they equal their
+//! OpDef default are filled in from `meta_info_def.stripped_op_list`.
+
+use crate::error::GenotypeError;
+use crate::spec::{CellKind, Operation, PrevAdjust};
+use crate::variables::parse_cell_scope;
+use std::collections::{BTreeMap, HashMap};
+use tf_proto::tensorflow::attr_value::Value;
+use tf_proto::tensorflow::{collection_def, AttrValue, MetaGraphDef, NodeDef, TensorProto};
+use tf_proto::tensorflow_hub::{ImageModuleInfo, ModuleAttachment};
+use tf_proto::Message;
+
+/// Where a cell input comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// The stem conv's batch norm.
+    Stem,
+    /// The `cell_output/concat` of the named cell.
+    Cell(String),
+}
+
+/// One `comb_iter_i/{left,right}` as the graph builds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphBranch {
+    pub op: Operation,
+    /// Hidden-state index of the input.
+    pub input: usize,
+    pub stride: usize,
+    /// A 1x1 conv + BN after a pool (input width differs from the cell's).
+    pub projection: bool,
+}
+
+/// One cell as the graph builds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphCell {
+    pub scope: String,
+    pub kind: CellKind,
+    pub net: Source,
+    /// The `prev_layer` source; `None` when no operation or the concat reads h1.
+    pub prev: Option<Source>,
+    pub prev_adjust: PrevAdjust,
+    pub branches: Vec<GraphBranch>,
+    /// States concatenated into the output, in concat order.
+    pub concat: Vec<usize>,
+    /// The concat's static output shape [h, w, c] if the graph records it.
+    pub output_shape: Option<[usize; 3]>,
+}
+
+/// Graph facts outside the cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphFacts {
+    /// Cells in network order (following each cell's `net` input from the stem).
+    pub cells: Vec<GraphCell>,
+    pub batch_norm_epsilon: f32,
+    /// `(scale, offset)` from `hub_input`, if the graph has them.
+    pub input_scaling: Option<(f32, f32)>,
+    /// From the `image_module_info` attachment.
+    pub attachment_image_size: Option<[usize; 2]>,
+    /// From the signature input or the `hub_input/images` placeholder.
+    pub input_image_size: Option<[usize; 2]>,
+    /// Stem conv output channels.
+    pub stem_filters: Option<usize>,
+}
+
+/// The graph's nodes by name (without any `module/` prefix), with op defaults.
+pub struct Graph<'a> {
+    prefix: String,
+    nodes: HashMap<&'a str, &'a NodeDef>,
+    defaults: HashMap<(&'a str, &'a str), &'a AttrValue>,
+    meta: &'a MetaGraphDef,
+}
+
+const VARIABLE_OPS: [&str; 6] = [
+    "VarHandleOp",
+    "VariableV2",
+    "Variable",
+    "ReadVariableOp",
+    "Const",
+    "Identity",
+];
+
+impl<'a> Graph<'a> {
+    /// Indexes the graph; finds the `module/`-style name prefix from the first cell's concat.
+    pub fn new(meta: &'a MetaGraphDef) -> Result<Graph<'a>, GenotypeError> {
+        let nodes_list = meta
+            .graph_def
+            .as_ref()
+            .map(|g| g.node.as_slice())
+            .unwrap_or_default();
+        let prefix = nodes_list
+            .iter()
+            .find_map(|n| {
+                let at = n
+                    .name
+                    .find("cell_stem_0/cell_output/concat")
+                    .or_else(|| n.name.find("cell_0/cell_output/concat"))?;
+                let prefix = &n.name[..at];
+                (prefix.is_empty() || prefix.ends_with('/')).then(|| prefix.to_string())
+            })
+            .ok_or_else(|| {
+                GenotypeError::graph(
+                    "cell_0/cell_output/concat",
+                    "not in the graph: no NASNet-space cells",
+                )
+            })?;
+        let nodes = nodes_list
+            .iter()
+            .filter_map(|n| n.name.strip_prefix(prefix.as_str()).map(|s| (s, n)))
+            .collect();
+        let mut defaults = HashMap::new();
+        for op in meta
+            .meta_info_def
+            .iter()
+            .flat_map(|m| m.stripped_op_list.iter())
+            .flat_map(|l| &l.op)
+        {
+            for attr in &op.attr {
+                if let Some(v) = &attr.default_value {
+                    defaults.insert((op.name.as_str(), attr.name.as_str()), v);
+                }
+            }
+        }
+        Ok(Graph {
+            prefix,
+            nodes,
+            defaults,
+            meta,
+        })
+    }
+
+    pub fn node(&self, name: &str) -> Option<&'a NodeDef> {
+        self.nodes.get(name).copied()
+    }
+
+    /// The node's attr, or the OpDef default when the exporter stripped it.
+    pub fn attr(&self, node: &NodeDef, name: &str) -> Option<&'a AttrValue> {
+        let own = self
+            .nodes
+            .get(self.local(&node.name))
+            .and_then(|n| n.attr.get(name));
+        own.or_else(|| self.defaults.get(&(node.op.as_str(), name)).copied())
+    }
+
+    fn ints(&self, node: &NodeDef, name: &str) -> Option<Vec<i64>> {
+        match &self.attr(node, name)?.value {
+            Some(Value::List(l)) => Some(l.i.clone()),
+            _ => None,
+        }
+    }
+
+    fn string(&self, node: &NodeDef, name: &str) -> Option<String> {
+        match &self.attr(node, name)?.value {
+            Some(Value::S(s)) => Some(String::from_utf8_lossy(s).into_owned()),
+            _ => None,
+        }
+    }
+
+    fn local<'n>(&self, name: &'n str) -> &'n str {
+        name.strip_prefix(self.prefix.as_str()).unwrap_or(name)
+    }
+
+    /// Data inputs (no control inputs), as local node names without the output index.
+    pub fn inputs(&self, node: &NodeDef) -> Vec<String> {
+        node.input
+            .iter()
+            .filter(|i| !i.starts_with('^'))
+            .map(|i| {
+                let name = i
+                    .rsplit_once(':')
+                    .filter(|(_, idx)| idx.chars().all(|c| c.is_ascii_digit()))
+                    .map_or(i.as_str(), |(n, _)| n);
+                self.local(name).to_string()
+            })
+            .collect()
+    }
+
+    /// The shape of a variable a node reads through `ReadVariableOp`/`Identity`.
+    fn variable_shape(&self, name: &str) -> Option<Vec<usize>> {
+        let mut name = name.to_string();
+        for _ in 0..8 {
+            let node = self.node(&name)?;
+            match node.op.as_str() {
+                "VarHandleOp" | "VariableV2" | "Variable" => {
+                    return shape_attr(self.attr(node, "shape")?)
+                }
+                "ReadVariableOp" | "Identity" | "Enter" => {
+                    name = self.inputs(node).into_iter().next()?
+                }
+                _ => {
+                    let shapes = self.attr(node, "_output_shapes")?;
+                    return match &shapes.value {
+                        Some(Value::List(l)) => l.shape.first().and_then(|s| {
+                            shape_attr(&AttrValue {
+                                value: Some(Value::Shape(s.clone())),
+                            })
+                        }),
+                        _ => None,
+                    };
+                }
+            }
+        }
+        None
+    }
+
+    fn output_shape(&self, node: &NodeDef) -> Option<Vec<i64>> {
+        match &self.attr(node, "_output_shapes")?.value {
+            Some(Value::List(l)) => l
+                .shape
+                .first()
+                .map(|s| s.dim.iter().map(|d| d.size).collect()),
+            _ => None,
+        }
+    }
+}
+
+fn shape_attr(v: &AttrValue) -> Option<Vec<usize>> {
+    match &v.value {
+        Some(Value::Shape(s)) if !s.unknown_rank => {
+            s.dim.iter().map(|d| usize::try_from(d.size).ok()).collect()
+        }
+        _ => None,
+    }
+}
+
+fn scalar_f32(t: &TensorProto) -> Option<f32> {
+    t.float_val.first().copied().or_else(|| {
+        t.tensor_content
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(f32::from_le_bytes)
+    })
+}
+
+/// Reads all graph facts; `Err` names the first node or cell at fault.
+pub fn graph_facts(meta: &MetaGraphDef) -> Result<GraphFacts, GenotypeError> {
+    let graph = Graph::new(meta)?;
+    let mut scopes: Vec<&str> = graph
+        .nodes
+        .keys()
+        .filter_map(|n| n.strip_suffix("/cell_output/concat"))
+        .filter(|s| !s.contains('/') && parse_cell_scope(s).is_some())
+        .collect();
+    scopes.sort();
+    let cells = scopes
+        .iter()
+        .map(|s| CellReader::new(&graph, s).read())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(GraphFacts {
+        cells: chain(cells)?,
+        batch_norm_epsilon: epsilon(&graph)?,
+        input_scaling: input_scaling(&graph),
+        attachment_image_size: attachment_image_size(meta),
+        input_image_size: input_image_size(&graph),
+        stem_filters: stem_filters(&graph)?,
+    })
+}
+
+/// Orders cells by following `net` inputs from the stem.
+fn chain(mut cells: Vec<GraphCell>) -> Result<Vec<GraphCell>, GenotypeError> {
+    let mut order = Vec::with_capacity(cells.len());
+    let mut current = Source::Stem;
+    while !cells.is_empty() {
+        let next: Vec<usize> = (0..cells.len())
+            .filter(|&i| cells[i].net == current)
+            .collect();
+        match next.as_slice() {
+            [i] => {
+                let cell = cells.swap_remove(*i);
+                current = Source::Cell(cell.scope.clone());
+                order.push(cell);
+            }
+            [] => {
+                return Err(GenotypeError::graph(
+                    format!("{current:?}"),
+                    format!(
+                        "no cell takes it as input, but {} cells remain ({})",
+                        cells.len(),
+                        cells[0].scope
+                    ),
+                ))
+            }
+            [a, b, ..] => {
+                return Err(GenotypeError::graph(
+                    format!("{current:?}"),
+                    format!(
+                        "both {} and {} take it as input: not a chain of cells",
+                        cells[*a].scope, cells[*b].scope
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// The one batch-norm epsilon of all FusedBatchNorm ops (attr or OpDef default).
+fn epsilon(graph: &Graph) -> Result<f32, GenotypeError> {
+    let mut found: Option<(f32, &str)> = None;
+    let mut names: Vec<&&str> = graph.nodes.keys().collect();
+    names.sort();
+    for name in names {
+        let node = graph.nodes[*name];
+        if !node.op.starts_with("FusedBatchNorm") {
+            continue;
+        }
+        let eps = match graph.attr(node, "epsilon").and_then(|a| a.value.as_ref()) {
+            Some(Value::F(f)) => *f,
+            _ => {
+                return Err(GenotypeError::graph(
+                    *name,
+                    "FusedBatchNorm without an epsilon attr or OpDef default",
+                ))
+            }
+        };
+        match found {
+            Some((e, first)) if e.to_bits() != eps.to_bits() => {
+                return Err(GenotypeError::graph(
+                    *name,
+                    format!("batch-norm epsilon {eps:e} differs from {e:e} of {first}"),
+                ))
+            }
+            None => found = Some((eps, name)),
+            _ => {}
+        }
+    }
+    found
+        .map(|(e, _)| e)
+        .ok_or_else(|| GenotypeError::graph("FusedBatchNorm", "no batch-norm op in the graph"))
+}
+
+/// `images * scale + offset` from `hub_input`'s Mul and Sub/Add constants.
+fn input_scaling(graph: &Graph) -> Option<(f32, f32)> {
+    let constant = |node: &NodeDef| -> Option<f32> {
+        graph
+            .inputs(node)
+            .iter()
+            .filter_map(|i| graph.node(i))
+            .find(|n| n.op == "Const")
+            .and_then(|c| match &graph.attr(c, "value")?.value {
+                Some(Value::Tensor(t)) => scalar_f32(t),
+                _ => None,
+            })
+    };
+    let find = |ops: &[&str]| {
+        graph
+            .nodes
+            .iter()
+            .find(|(n, node)| n.starts_with("hub_input/") && ops.contains(&node.op.as_str()))
+            .map(|(_, n)| *n)
+    };
+    let scale = find(&["Mul"]).and_then(constant);
+    let offset = find(&["Sub"])
+        .and_then(constant)
+        .map(|c| -c)
+        .or_else(|| find(&["Add", "AddV2"]).and_then(constant));
+    match (scale, offset) {
+        (None, None) => None,
+        (s, o) => Some((s.unwrap_or(1.0), o.unwrap_or(0.0))),
+    }
+}
+
+fn attachment_image_size(meta: &MetaGraphDef) -> Option<[usize; 2]> {
+    let list = match &meta.collection_def.get("hub_module_attachments")?.kind {
+        Some(collection_def::Kind::BytesList(l)) => l,
+        _ => return None,
+    };
+    // The last attachment of a key wins, as at export.
+    let bytes = list
+        .value
+        .iter()
+        .rev()
+        .filter_map(|b| ModuleAttachment::decode(b.as_slice()).ok())
+        .find(|a| a.key == "image_module_info")?;
+    let size = ImageModuleInfo::decode(bytes.value.as_slice())
+        .ok()?
+        .default_image_size?;
+    Some([
+        usize::try_from(size.height).ok()?,
+        usize::try_from(size.width).ok()?,
+    ])
+}
+
+/// From the `default` signature's `images` input, else the `hub_input/images` placeholder.
+fn input_image_size(graph: &Graph) -> Option<[usize; 2]> {
+    let hw = |dims: Vec<i64>| -> Option<[usize; 2]> {
+        match dims.as_slice() {
+            [_, h, w, _] if *h > 0 && *w > 0 => Some([*h as usize, *w as usize]),
+            _ => None,
+        }
+    };
+    let from_signature = graph
+        .meta
+        .signature_def
+        .get("default")
+        .and_then(|s| s.inputs.get("images"))
+        .and_then(|t| t.tensor_shape.as_ref())
+        .and_then(|s| hw(s.dim.iter().map(|d| d.size).collect()));
+    from_signature.or_else(|| {
+        let node = graph.node("hub_input/images")?;
+        match &graph.attr(node, "shape")?.value {
+            Some(Value::Shape(s)) => hw(s.dim.iter().map(|d| d.size).collect()),
+            _ => None,
+        }
+    })
+}
+
+/// The stem conv: checks it is 3x3 / stride 2 / VALID (the layout assumes it) and returns its width.
+fn stem_filters(graph: &Graph) -> Result<Option<usize>, GenotypeError> {
+    let Some((name, node)) = ["stem/conv0/Conv2D", "conv0/Conv2D"]
+        .iter()
+        .find_map(|n| Some((*n, graph.node(n)?)))
+    else {
+        return Ok(None);
+    };
+    let strides = graph.ints(node, "strides").unwrap_or_default();
+    let padding = graph.string(node, "padding").unwrap_or_default();
+    let filter = graph
+        .inputs(node)
+        .get(1)
+        .and_then(|f| graph.variable_shape(f));
+    match filter.as_deref() {
+        Some([3, 3, _, out]) if strides == [1, 2, 2, 1] && padding == "VALID" => Ok(Some(*out)),
+        _ => Err(GenotypeError::graph(name, format!("stem conv filter {filter:?} strides {strides:?} padding {padding}; only 3x3 / 2 / VALID is supported"))),
+    }
+}
+
+/// Reads one cell's nodes.
+struct CellReader<'g, 'a> {
+    graph: &'g Graph<'a>,
+    scope: String,
+    /// Node name -> hidden-state index.
+    states: HashMap<String, usize>,
+    /// The external node that is h1 when the cell has no prev adjustment.
+    external_h1: Option<String>,
+}
+
+impl<'g, 'a> CellReader<'g, 'a> {
+    fn new(graph: &'g Graph<'a>, scope: &str) -> Self {
+        CellReader {
+            graph,
+            scope: scope.to_string(),
+            states: HashMap::new(),
+            external_h1: None,
+        }
+    }
+
+    fn err(&self, node: &str, message: impl Into<String>) -> GenotypeError {
+        GenotypeError::graph(node, message)
+    }
+
+    /// Nodes under `{scope}/{sub}/`, sorted by name.
+    fn nodes_under(&self, sub: &str) -> Vec<(&'a str, &'a NodeDef)> {
+        let prefix = format!("{}/{sub}/", self.scope);
+        let mut v: Vec<_> = self
+            .graph
+            .nodes
+            .iter()
+            .filter(|(n, _)| n.starts_with(&prefix))
+            .map(|(n, d)| (*n, *d))
+            .collect();
+        v.sort_by_key(|(n, _)| *n);
+        v
+    }
+
+    /// The FusedBatchNorm node of a BN scope of this cell, if any.
+    fn batch_norm(&self, sub: &str) -> Option<&'a str> {
+        self.nodes_under(sub)
+            .into_iter()
+            .find(|(_, n)| n.op.starts_with("FusedBatchNorm"))
+            .map(|(n, _)| n)
+    }
+
+    fn inside(&self, name: &str) -> bool {
+        name.starts_with(&format!("{}/", self.scope))
+    }
+
+    /// Follows first data inputs from `name` until leaving the cell scope.
+    fn trace_external(&self, name: &str) -> Result<String, GenotypeError> {
+        let mut current = name.to_string();
+        for _ in 0..64 {
+            if !self.inside(&current) {
+                return Ok(current);
+            }
+            let node = self
+                .graph
+                .node(&current)
+                .ok_or_else(|| self.err(&current, "input names a node that is not in the graph"))?;
+            current = self
+                .graph
+                .inputs(node)
+                .into_iter()
+                .next()
+                .ok_or_else(|| self.err(&current, "has no data input"))?;
+        }
+        Err(self.err(name, "input chain too long"))
+    }
+
+    fn source(&self, external: &str) -> Result<Source, GenotypeError> {
+        if let Some(scope) = external.strip_suffix("/cell_output/concat") {
+            return Ok(Source::Cell(scope.to_string()));
+        }
+        if external.starts_with("stem/") || external.starts_with("conv0") {
+            return Ok(Source::Stem);
+        }
+        Err(self.err(
+            &self.scope,
+            format!("reads {external}, which is neither a cell output nor the stem"),
+        ))
+    }
+
+    /// The state a node name stands for, looking through `Split`/`Identity`; `Ok(None)` for
+    /// variables and constants.
+    fn resolve(&mut self, name: &str) -> Result<Option<usize>, GenotypeError> {
+        let mut current = name.to_string();
+        for _ in 0..16 {
+            if let Some(&s) = self.states.get(&current) {
+                return Ok(Some(s));
+            }
+            let node = self
+                .graph
+                .node(&current)
+                .ok_or_else(|| self.err(&current, "not in the graph"))?;
+            if node.op != "Identity" && VARIABLE_OPS.contains(&node.op.as_str()) {
+                return Ok(None);
+            }
+            if !self.inside(&current) {
+                return self.external(&current).map(Some);
+            }
+            let inputs = self.graph.inputs(node);
+            current = match node.op.as_str() {
+                "Identity" | "StopGradient" => inputs.first().cloned(),
+                "Split" => inputs.get(1).cloned(),
+                _ => {
+                    return Err(self.err(
+                        &current,
+                        format!(
+                            "{} is read by an operation but is not a hidden state",
+                            node.op
+                        ),
+                    ))
+                }
+            }
+            .ok_or_else(|| self.err(&current, "has no data input"))?;
+        }
+        Err(self.err(name, "Identity/Split chain too long"))
+    }
+
+    /// An external node read by an operation is h1 (the cell input itself or the unchanged prev).
+    fn external(&mut self, name: &str) -> Result<usize, GenotypeError> {
+        match &self.external_h1 {
+            Some(h1) if h1 != name => Err(self.err(&self.scope, format!("operations read two outside nodes, {h1} and {name}; only h1 may come from outside"))),
+            _ => {
+                self.external_h1 = Some(name.to_string());
+                Ok(1)
+            }
+        }
+    }
+
+    fn read(mut self) -> Result<GraphCell, GenotypeError> {
+        let scope = self.scope.clone();
+        let (kind, _) =
+            parse_cell_scope(&scope).ok_or_else(|| self.err(&scope, "not a cell scope"))?;
+        let h0 = self.batch_norm("beginning_bn").ok_or_else(|| {
+            self.err(
+                &format!("{scope}/beginning_bn"),
+                "no FusedBatchNorm: cannot find h0",
+            )
+        })?;
+        self.states.insert(h0.to_string(), 0);
+        let net = self.source(&self.trace_external(h0)?)?;
+        let (prev_adjust, h1) = match (self.batch_norm("final_path_bn"), self.batch_norm("prev_bn"))
+        {
+            (Some(bn), _) => (Some(PrevAdjust::FactorizedReduction), Some(bn)),
+            (None, Some(bn)) => (Some(PrevAdjust::Prev1x1), Some(bn)),
+            (None, None) => (None, None),
+        };
+        if let Some(h1) = h1 {
+            self.states.insert(h1.to_string(), 1);
+        }
+        let combines = self.combines()?;
+        for (i, name) in combines.iter().enumerate() {
+            self.states.insert(name.clone(), 2 + i);
+        }
+        let mut branches = Vec::with_capacity(2 * combines.len());
+        for (i, name) in combines.iter().enumerate() {
+            let [left, right] = self.combination(i, name)?;
+            branches.push(left);
+            branches.push(right);
+        }
+        let (concat, output_shape) = self.concat()?;
+        let prev = match (h1, &self.external_h1) {
+            (Some(bn), _) => Some(self.source(&self.trace_external(bn)?)?),
+            (None, Some(ext)) => Some(self.source(ext)?),
+            (None, None) => None,
+        };
+        let prev_adjust = prev_adjust.unwrap_or(
+            if prev.as_ref() == Some(&net) && self.external_h1.is_some() {
+                PrevAdjust::UseInput
+            } else {
+                PrevAdjust::Unchanged
+            },
+        );
+        Ok(GraphCell {
+            scope,
+            kind,
+            net,
+            prev,
+            prev_adjust,
+            branches,
+            concat,
+            output_shape,
+        })
+    }
+
+    /// The `comb_iter_i/combine` add nodes, in order.
+    fn combines(&self) -> Result<Vec<String>, GenotypeError> {
+        let mut out = Vec::new();
+        for i in 0.. {
+            let adds: Vec<_> = self
+                .nodes_under(&format!("comb_iter_{i}/combine"))
+                .into_iter()
+                .filter(|(_, n)| matches!(n.op.as_str(), "Add" | "AddV2"))
+                .collect();
+            match adds.as_slice() {
+                [] => break,
+                [(name, _)] => out.push(name.to_string()),
+                _ => {
+                    return Err(self.err(
+                        &format!("{}/comb_iter_{i}/combine", self.scope),
+                        "more than one add",
+                    ))
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(self.err(&self.scope, "no comb_iter_0/combine add"));
+        }
+        Ok(out)
+    }
+
+    /// Left and right branch of combination `i`, whose add is `add`.
+    fn combination(&mut self, i: usize, add: &str) -> Result<[GraphBranch; 2], GenotypeError> {
+        let node = self
+            .graph
+            .node(add)
+            .ok_or_else(|| self.err(add, "vanished"))?;
+        let inputs = self.graph.inputs(node);
+        if inputs.len() != 2 {
+            return Err(self.err(add, format!("add with {} inputs", inputs.len())));
+        }
+        let sides = ["left", "right"].map(|s| format!("{}/comb_iter_{i}/{s}/", self.scope));
+        // An add input inside `left/` or `right/` is that branch's output; a state is an identity.
+        let mut slots: [Option<&str>; 2] = [None, None];
+        for input in &inputs {
+            if let Some(side) = sides.iter().position(|s| input.starts_with(s.as_str())) {
+                slots[side] = Some(input);
+            }
+        }
+        let mut out = Vec::with_capacity(2);
+        for side in 0..2 {
+            let branch_nodes =
+                self.nodes_under(&format!("comb_iter_{i}/{}", ["left", "right"][side]));
+            let branch = if branch_nodes
+                .iter()
+                .any(|(_, n)| !VARIABLE_OPS.contains(&n.op.as_str()) || n.op == "Identity")
+            {
+                self.branch(&sides[side], &branch_nodes)?
+            } else {
+                // No nodes: identity. Its add input is the one not claimed by the other side.
+                let free = if slots[1 - side].is_some() {
+                    inputs.iter().find(|n| Some(n.as_str()) != slots[1 - side])
+                } else {
+                    inputs.get(side)
+                };
+                let free = free
+                    .ok_or_else(|| self.err(add, "cannot tell the identity input"))?
+                    .clone();
+                let input = self
+                    .resolve(&free)?
+                    .ok_or_else(|| self.err(&free, "identity branch reads a constant"))?;
+                GraphBranch {
+                    op: Operation::Identity,
+                    input,
+                    stride: 1,
+                    projection: false,
+                }
+            };
+            out.push(branch);
+        }
+        let right = out.pop();
+        let left = out.pop();
+        match (left, right) {
+            (Some(l), Some(r)) => Ok([l, r]),
+            _ => Err(self.err(add, "missing branch")),
+        }
+    }
+
+    /// Classifies the nodes of one branch scope.
+    fn branch(
+        &mut self,
+        prefix: &str,
+        nodes: &[(&'a str, &'a NodeDef)],
+    ) -> Result<GraphBranch, GenotypeError> {
+        let name = prefix.trim_end_matches('/');
+        let mut inputs = Vec::new();
+        for (_, node) in nodes {
+            for input in self.graph.inputs(node) {
+                if !input.starts_with(prefix) {
+                    if let Some(s) = self.resolve(&input)? {
+                        inputs.push(s);
+                    }
+                }
+            }
+        }
+        inputs.sort_unstable();
+        inputs.dedup();
+        let input = match inputs.as_slice() {
+            [s] => *s,
+            [] => return Err(self.err(name, "reads no hidden state")),
+            many => return Err(self.err(name, format!("reads several hidden states {many:?}"))),
+        };
+        let (op, stride, projection) = classify(self.graph, name, nodes)?;
+        Ok(GraphBranch {
+            op,
+            input,
+            stride,
+            projection,
+        })
+    }
+
+    /// States of `cell_output/concat`, in order, looking through any `cell_output/reduction_k`.
+    fn concat(&mut self) -> Result<(Vec<usize>, Option<[usize; 3]>), GenotypeError> {
+        let name = format!("{}/cell_output/concat", self.scope);
+        let node = self
+            .graph
+            .node(&name)
+            .ok_or_else(|| self.err(&name, "missing"))?;
+        let mut states = Vec::new();
+        for input in self.graph.inputs(node) {
+            if self.graph.node(&input).is_some_and(|n| n.op == "Const") {
+                continue;
+            }
+            let mut current = input.clone();
+            // A factorized reduction inside cell_output: walk back to the state it reduces.
+            while current.starts_with(&format!("{}/cell_output/", self.scope)) {
+                let n = self
+                    .graph
+                    .node(&current)
+                    .ok_or_else(|| self.err(&current, "not in the graph"))?;
+                current = self
+                    .graph
+                    .inputs(n)
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| self.err(&current, "no input"))?;
+            }
+            if let Some(s) = self.resolve(&current)? {
+                states.push(s);
+            }
+        }
+        let shape = self
+            .graph
+            .output_shape(node)
+            .and_then(|d| match d.as_slice() {
+                [_, h, w, c] if *h > 0 && *w > 0 && *c > 0 => {
+                    Some([*h as usize, *w as usize, *c as usize])
+                }
+                _ => None,
+            });
+        Ok((states, shape))
+    }
+}
+
+/// What the op nodes of one branch are: (operation, stride, pool projection).
+fn classify(
+    graph: &Graph,
+    branch: &str,
+    nodes: &[(&str, &NodeDef)],
+) -> Result<(Operation, usize, bool), GenotypeError> {
+    let err = |m: String| GenotypeError::graph(branch, m);
+    let mut stride = 1;
+    let mut depthwise: Vec<usize> = Vec::new();
+    let mut pools: BTreeMap<&str, usize> = BTreeMap::new();
+    let (mut ones, mut row, mut col, mut square) = (0, None, None, None);
+    for (name, node) in nodes {
+        let op = node.op.as_str();
+        if !matches!(
+            op,
+            "DepthwiseConv2dNative" | "Conv2D" | "AvgPool" | "MaxPool"
+        ) {
+            continue;
+        }
+        let strides = graph.ints(node, "strides").unwrap_or_default();
+        stride = stride.max(strides.iter().copied().max().unwrap_or(1) as usize);
+        let dilation = graph
+            .ints(node, "dilations")
+            .map_or(1, |d| d.iter().copied().max().unwrap_or(1) as usize);
+        let padding = graph.string(node, "padding").unwrap_or_default();
+        let inputs = graph.inputs(node);
+        if op == "AvgPool" || op == "MaxPool" {
+            let k = graph
+                .ints(node, "ksize")
+                .and_then(|k| k.get(1).copied())
+                .ok_or_else(|| err(format!("{name}: no ksize")))? as usize;
+            check_same(name, &padding)?;
+            pools.insert(op, k);
+            continue;
+        }
+        let filter = inputs
+            .get(1)
+            .and_then(|f| graph.variable_shape(f))
+            .ok_or_else(|| err(format!("{name}: cannot find the filter's shape")))?;
+        let (kh, kw) = (filter[0], filter.get(1).copied().unwrap_or(0));
+        if op == "DepthwiseConv2dNative" {
+            check_same(name, &padding)?;
+            if dilation != 1 {
+                return Err(err(format!("{name}: depthwise dilation {dilation}; separable ops are not dilated in the official code")));
+            }
+            depthwise.push(kh);
+            continue;
+        }
+        // A Conv2D straight after a depthwise is its pointwise half.
+        if inputs
+            .first()
+            .and_then(|i| graph.node(i))
+            .is_some_and(|n| n.op == "DepthwiseConv2dNative")
+        {
+            continue;
+        }
+        match (kh, kw) {
+            (1, 1) => ones += 1,
+            (1, k) => row = Some(k),
+            (k, 1) => col = Some(k),
+            (k, _) => square = Some((k, dilation)),
+        }
+        if kh > 1 || kw > 1 {
+            check_same(name, &padding)?;
+        }
+    }
+    if let Some(&k) = depthwise.first() {
+        if depthwise.iter().any(|&d| d != k) {
+            return Err(err(format!("depthwise kernels {depthwise:?} differ")));
+        }
+        return Ok((
+            Operation::Separable {
+                kernel: k,
+                repeats: depthwise.len(),
+            },
+            stride,
+            false,
+        ));
+    }
+    match (pools.len(), pools.iter().next()) {
+        (1, Some((&"AvgPool", &k))) => {
+            return Ok((Operation::AvgPool { kernel: k }, stride, ones > 0))
+        }
+        (1, Some((_, &k))) => return Ok((Operation::MaxPool { kernel: k }, stride, ones > 0)),
+        (0, _) => {}
+        _ => return Err(err(format!("several pools {pools:?}"))),
+    }
+    match (row, col, square) {
+        (Some(r), Some(c), None) if r == c => {
+            Ok((Operation::Factorized { kernel: r }, stride, false))
+        }
+        (None, None, Some((kernel, dilation))) => {
+            Ok((Operation::Conv { kernel, dilation }, stride, false))
+        }
+        (None, None, None) if ones > 0 => Ok((Operation::Conv1x1, stride, false)),
+        other => Err(err(format!(
+            "convs {other:?} ({ones} 1x1) match no NASNet-space operation"
+        ))),
+    }
+}
+
+fn check_same(node: &str, padding: &str) -> Result<(), GenotypeError> {
+    if padding == "SAME" {
+        Ok(())
+    } else {
+        Err(GenotypeError::graph(
+            node,
+            format!("padding {padding:?}; cell operations use SAME"),
+        ))
+    }
+}
