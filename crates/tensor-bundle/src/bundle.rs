@@ -121,7 +121,10 @@ impl TensorBundle {
     }
 
     pub fn entry(&self, name: &str) -> Option<&TensorEntry> {
-        let i = self.entries.binary_search_by(|e| e.name.as_str().cmp(name)).ok()?;
+        let i = self
+            .entries
+            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .ok()?;
         self.entries.get(i)
     }
 
@@ -195,15 +198,19 @@ impl TensorBundle {
 
     /// Drops the pages of a large, already verified buffer from this process.
     fn release(&self, loc: DataLocation) {
-        let Some(shard) = self.shards.get(loc.shard_id) else { return };
+        let Some(shard) = self.shards.get(loc.shard_id) else {
+            return;
+        };
         if loc.size >= RELEASE_AFTER {
             // SAFETY: the map is a read-only shared file mapping. MADV_DONTNEED only drops
             // this process's page-table entries; the next access faults the same file bytes
             // back in, so no live reference can observe a change.
             let _ = unsafe {
-                shard
-                    .map
-                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, loc.offset, loc.size)
+                shard.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    loc.offset,
+                    loc.size,
+                )
             };
         }
     }
@@ -236,7 +243,13 @@ impl TensorBundle {
             Storage::Partitioned(parts) => {
                 for (slice, loc) in parts {
                     let src = self.verified(&entry.name, *loc)?;
-                    copy_slice_into(out, &entry.shape, slice, src, entry.dtype.size_bytes());
+                    if !copy_slice_into(out, &entry.shape, slice, src, entry.dtype.size_bytes()) {
+                        return Err(BundleError::BadSlices {
+                            path: self.index_path.clone(),
+                            name: entry.name.clone(),
+                            detail: format!("slice {slice:?} does not fit the full shape"),
+                        });
+                    }
                 }
             }
         }
@@ -287,13 +300,12 @@ fn parse_header(
     if !key.is_empty() {
         return Err(missing(String::from_utf8_lossy(&key).into_owned()));
     }
-    let proto = BundleHeaderProto::decode(value.as_slice()).map_err(|source| {
-        BundleError::Protobuf {
+    let proto =
+        BundleHeaderProto::decode(value.as_slice()).map_err(|source| BundleError::Protobuf {
             path: path.to_owned(),
             key: String::new(),
             source,
-        }
-    })?;
+        })?;
     check_header(path, &proto)
 }
 
@@ -303,7 +315,10 @@ fn check_header(path: &Path, proto: &BundleHeaderProto) -> Result<BundleHeader, 
         detail,
     };
     if !(1..=MAX_SHARDS).contains(&proto.num_shards) {
-        return Err(bad(format!("num_shards is {} (must be 1..={MAX_SHARDS})", proto.num_shards)));
+        return Err(bad(format!(
+            "num_shards is {} (must be 1..={MAX_SHARDS})",
+            proto.num_shards
+        )));
     }
     let endianness = match proto.endianness {
         0 => Endianness::Little,
@@ -312,7 +327,10 @@ fn check_header(path: &Path, proto: &BundleHeaderProto) -> Result<BundleHeader, 
     };
     let version = proto.version.clone().unwrap_or_default();
     if version.producer < 0 {
-        return Err(bad(format!("version producer {} is negative", version.producer)));
+        return Err(bad(format!(
+            "version producer {} is negative",
+            version.producer
+        )));
     }
     if version.min_consumer > BUNDLE_VERSION || version.bad_consumers.contains(&BUNDLE_VERSION) {
         return Err(bad(format!(

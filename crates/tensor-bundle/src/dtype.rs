@@ -113,9 +113,7 @@ impl DType {
     /// Maps a raw `tensorflow.DataType` value; `None` for every dtype this reader does
     /// not support (string, variant, resource, complex, quantized, float8, int4, `*_REF`).
     pub fn from_tf(value: i32) -> Option<DType> {
-        DType::ALL
-            .into_iter()
-            .find(|d| d.to_tf() as i32 == value)
+        DType::ALL.into_iter().find(|d| d.to_tf() as i32 == value)
     }
 }
 

@@ -157,7 +157,9 @@ impl Context<'_> {
         dtype: DType,
     ) -> Result<Vec<usize>, BundleError> {
         // An absent shape message is TensorFlow's default: a scalar.
-        let Some(proto) = proto else { return Ok(Vec::new()) };
+        let Some(proto) = proto else {
+            return Ok(Vec::new());
+        };
         let bad = |detail: String| BundleError::BadShape {
             path: self.index_path.to_owned(),
             name: name.to_owned(),
@@ -172,7 +174,9 @@ impl Context<'_> {
         let dims: Vec<i64> = proto.dim.iter().map(|d| d.size).collect();
         let shape = dims
             .iter()
-            .map(|&d| usize::try_from(d).map_err(|_| bad(format!("negative dimension in {dims:?}"))))
+            .map(|&d| {
+                usize::try_from(d).map_err(|_| bad(format!("negative dimension in {dims:?}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let limit = isize::MAX as usize;
         let bytes = shape
@@ -218,9 +222,10 @@ impl Context<'_> {
             });
         }
         let shard_len = self.shard_lens.get(shard_id).copied().unwrap_or(0);
-        let offset = usize::try_from(proto.offset)
-            .ok()
-            .filter(|&o| o.checked_add(expected).is_some_and(|end| end as u64 <= shard_len));
+        let offset = usize::try_from(proto.offset).ok().filter(|&o| {
+            o.checked_add(expected)
+                .is_some_and(|end| end as u64 <= shard_len)
+        });
         let out_of_bounds = || BundleError::EntryOutOfBounds {
             path: self.shard_paths.get(shard_id).cloned().unwrap_or_default(),
             name: name.to_owned(),
@@ -251,21 +256,28 @@ impl Context<'_> {
             detail,
         };
         if proto.slices.len() > MAX_SLICES {
-            return Err(bad(format!("{} slices (at most {MAX_SLICES} are accepted)", proto.slices.len())));
+            return Err(bad(format!(
+                "{} slices (at most {MAX_SLICES} are accepted)",
+                proto.slices.len()
+            )));
         }
         let mut parts = Vec::with_capacity(proto.slices.len());
         for (i, slice_proto) in proto.slices.iter().enumerate() {
             let extents = raw_extents(slice_proto);
-            let slice = resolve_slice(&extents, shape).map_err(|d| bad(format!("slice {i}: {d}")))?;
+            let slice =
+                resolve_slice(&extents, shape).map_err(|d| bad(format!("slice {i}: {d}")))?;
             let key = encode_slice_key(name.as_bytes(), &extents);
             let label = format!("{name} (slice {i})");
-            let value = self
-                .slice_values
-                .get(&key)
-                .ok_or_else(|| bad(format!("missing slice entry for slice {i} (key {key:02x?})")))?;
+            let value = self.slice_values.get(&key).ok_or_else(|| {
+                bad(format!(
+                    "missing slice entry for slice {i} (key {key:02x?})"
+                ))
+            })?;
             let part = self.decode(&label, value)?;
             if part.dtype != proto.dtype || !part.slices.is_empty() {
-                return Err(bad(format!("slice {i}'s entry has another dtype or is itself sliced")));
+                return Err(bad(format!(
+                    "slice {i}'s entry has another dtype or is itself sliced"
+                )));
             }
             let part_shape = self.shape(&label, part.shape.as_ref(), dtype)?;
             if part_shape != slice.length {

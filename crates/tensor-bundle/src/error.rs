@@ -52,8 +52,14 @@ pub enum BundleError {
     #[error("{path}: the block at offset {offset} is Snappy-compressed, which this reader does not support (TensorFlow writes bundle indexes uncompressed; re-save the checkpoint with TensorFlow)")]
     SnappyBlock { path: PathBuf, offset: u64 },
     /// A block trailer has a compression type other than none (0) or Snappy (1).
-    #[error("{path}: bad block type {kind} in the block at offset {offset} (expected 0 = uncompressed)")]
-    BadBlockType { path: PathBuf, offset: u64, kind: u8 },
+    #[error(
+        "{path}: bad block type {kind} in the block at offset {offset} (expected 0 = uncompressed)"
+    )]
+    BadBlockType {
+        path: PathBuf,
+        offset: u64,
+        kind: u8,
+    },
     /// Entry framing inside a block (varints, prefix lengths, restarts, key order) is wrong.
     #[error("{path}: malformed table entry in the block at offset {offset}: {detail}")]
     MalformedEntry {
@@ -100,7 +106,9 @@ pub enum BundleError {
         expected: u64,
     },
     /// The shape's element or byte count does not fit in memory-size arithmetic.
-    #[error("{path}: tensor {name:?} has shape {shape:?} whose size overflows (limit {limit} bytes)")]
+    #[error(
+        "{path}: tensor {name:?} has shape {shape:?} whose size overflows (limit {limit} bytes)"
+    )]
     ShapeOverflow {
         path: PathBuf,
         name: String,

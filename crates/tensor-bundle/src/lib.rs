@@ -40,10 +40,10 @@ mod entry;
 mod error;
 pub mod slice;
 pub mod table;
-#[cfg(test)]
-mod tests;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use bundle::{BundleHeader, Endianness, TensorBundle};
 pub use dtype::{tf_dtype_name, DType};

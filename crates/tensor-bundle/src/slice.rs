@@ -131,8 +131,11 @@ pub fn encode_slice_key(name: &[u8], extents: &[(i64, i64)]) -> Vec<u8> {
     key
 }
 
+/// A decoded slice key: the tensor name and its (start, length) extents.
+pub type SliceKey = (Vec<u8>, Vec<(i64, i64)>);
+
 /// Inverse of [`encode_slice_key`]: the tensor name and the (start, length) pairs.
-pub fn decode_slice_key(key: &[u8]) -> Option<(Vec<u8>, Vec<(i64, i64)>)> {
+pub fn decode_slice_key(key: &[u8]) -> Option<SliceKey> {
     let (zero, mut pos) = ordered_code::read_num_increasing(key)?;
     if zero != 0 {
         return None;
@@ -155,7 +158,11 @@ pub fn decode_slice_key(key: &[u8]) -> Option<(Vec<u8>, Vec<(i64, i64)>)> {
 /// means the whole dimension. Errors describe what is wrong, for [`crate::BundleError::BadSlices`].
 pub fn resolve_slice(extents: &[(i64, i64)], full: &[usize]) -> Result<TensorSlice, String> {
     if extents.len() != full.len() {
-        return Err(format!("a slice has {} extents for rank {}", extents.len(), full.len()));
+        return Err(format!(
+            "a slice has {} extents for rank {}",
+            extents.len(),
+            full.len()
+        ));
     }
     let mut slice = TensorSlice {
         start: Vec::with_capacity(full.len()),
@@ -165,12 +172,16 @@ pub fn resolve_slice(extents: &[(i64, i64)], full: &[usize]) -> Result<TensorSli
         let (s, l) = match length {
             -1 if start == 0 => (0, dim),
             _ => (
-                usize::try_from(start).map_err(|_| format!("negative start {start} in dimension {d}"))?,
-                usize::try_from(length).map_err(|_| format!("bad length {length} in dimension {d}"))?,
+                usize::try_from(start)
+                    .map_err(|_| format!("negative start {start} in dimension {d}"))?,
+                usize::try_from(length)
+                    .map_err(|_| format!("bad length {length} in dimension {d}"))?,
             ),
         };
         if s.checked_add(l).is_none_or(|end| end > dim) {
-            return Err(format!("extent [{s}, {s}+{l}) in dimension {d} is outside the full dimension {dim}"));
+            return Err(format!(
+                "extent [{s}, {s}+{l}) in dimension {d} is outside the full dimension {dim}"
+            ));
         }
         slice.start.push(s);
         slice.length.push(l);
@@ -185,9 +196,9 @@ pub fn check_cover(slices: &[TensorSlice], total: usize) -> Result<(), String> {
             return Err(format!("slices {i} and {} overlap", i + 1 + j));
         }
     }
-    let covered = slices
-        .iter()
-        .try_fold(0usize, |acc, s| acc.checked_add(s.length.iter().try_fold(1usize, |n, &l| n.checked_mul(l))?));
+    let covered = slices.iter().try_fold(0usize, |acc, s| {
+        acc.checked_add(s.length.iter().try_fold(1usize, |n, &l| n.checked_mul(l))?)
+    });
     match covered {
         Some(c) if c == total => Ok(()),
         Some(c) => Err(format!("slices cover {c} of the {total} elements")),
@@ -196,30 +207,48 @@ pub fn check_cover(slices: &[TensorSlice], total: usize) -> Result<(), String> {
 }
 
 /// Copies one slice (dense, C order) into its box of the full tensor (dense, C order).
-/// The caller has checked that the slice lies inside `full` and that the byte lengths match.
-pub fn copy_slice_into(out: &mut [u8], full: &[usize], slice: &TensorSlice, src: &[u8], elem: usize) {
+/// The caller has checked the geometry at open; should it still not fit, this copies
+/// nothing more and returns `false` instead of panicking.
+#[must_use]
+pub fn copy_slice_into(
+    out: &mut [u8],
+    full: &[usize],
+    slice: &TensorSlice,
+    src: &[u8],
+    elem: usize,
+) -> bool {
     let rank = full.len();
-    if rank == 0 {
+    if slice.start.len() != rank || slice.length.len() != rank {
+        return false;
+    }
+    let Some(last) = rank.checked_sub(1) else {
+        // A scalar: the slice is the whole tensor.
+        if src.len() != out.len() {
+            return false;
+        }
         out.copy_from_slice(src);
-        return;
-    }
-    // Byte strides of the full tensor, and the contiguous run along the last dimension.
+        return true;
+    };
+    // Byte strides of the full tensor; a slice is a series of runs along the last dimension.
     let mut strides = vec![elem; rank];
-    for d in (0..rank - 1).rev() {
-        strides[d] = strides[d + 1] * full[d + 1];
+    for d in (0..last).rev() {
+        strides[d] = strides[d + 1].saturating_mul(full[d + 1]);
     }
-    let run = slice.length[rank - 1] * elem;
+    let run = slice.length[last].saturating_mul(elem);
     if run == 0 || slice.length.contains(&0) {
-        return;
+        return src.is_empty();
     }
-    let mut index = vec![0usize; rank - 1];
+    let mut index = vec![0usize; last];
     for chunk in src.chunks_exact(run) {
-        let at: usize = (0..rank)
-            .map(|d| (slice.start[d] + index.get(d).copied().unwrap_or(0)) * strides[d])
-            .sum();
-        out[at..at + run].copy_from_slice(chunk);
+        let at = (0..rank).try_fold(0usize, |acc, d| {
+            let i = slice.start[d].checked_add(index.get(d).copied().unwrap_or(0))?;
+            acc.checked_add(i.checked_mul(strides[d])?)
+        });
+        let dst = at.and_then(|at| out.get_mut(at..at.checked_add(run)?));
+        let Some(dst) = dst else { return false };
+        dst.copy_from_slice(chunk);
         // Odometer over the outer dimensions.
-        for d in (0..rank - 1).rev() {
+        for d in (0..last).rev() {
             index[d] += 1;
             if index[d] < slice.length[d] {
                 break;
@@ -227,6 +256,7 @@ pub fn copy_slice_into(out: &mut [u8], full: &[usize], slice: &TensorSlice, src:
             index[d] = 0;
         }
     }
+    src.len().is_multiple_of(run)
 }
 
 #[cfg(test)]
@@ -248,14 +278,45 @@ mod tests {
         assert_eq!(signed(100), [0xc0, 0x64]);
         assert_eq!(signed(5000), [0xd3, 0x88]);
         assert_eq!(signed(65000), [0xe0, 0xfd, 0xe8]);
-        for v in [0, 5, -1, 100, 5000, 65000, -64, 63, 64, -65, i64::MAX, i64::MIN] {
-            assert_eq!(read_signed_num_increasing(&signed(v)), Some((v, signed(v).len())), "{v}");
+        for v in [
+            0,
+            5,
+            -1,
+            100,
+            5000,
+            65000,
+            -64,
+            63,
+            64,
+            -65,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            assert_eq!(
+                read_signed_num_increasing(&signed(v)),
+                Some((v, signed(v).len())),
+                "{v}"
+            );
         }
     }
 
     #[test]
     fn signed_order_is_numeric_order() {
-        let values = [i64::MIN, -1 << 40, -5000, -65, -64, -1, 0, 1, 63, 64, 5000, 1 << 40, i64::MAX];
+        let values = [
+            i64::MIN,
+            -1 << 40,
+            -5000,
+            -65,
+            -64,
+            -1,
+            0,
+            1,
+            63,
+            64,
+            5000,
+            1 << 40,
+            i64::MAX,
+        ];
         for pair in values.windows(2) {
             assert!(signed(pair[0]) < signed(pair[1]), "{pair:?}");
         }
@@ -265,7 +326,10 @@ mod tests {
     fn slice_key_round_trip() {
         let key = encode_slice_key(b"a\x00b\xffc", &[(0, -1), (100, 5000)]);
         assert_eq!(&key[..2], [0x00, b'a']);
-        assert_eq!(decode_slice_key(&key), Some((b"a\x00b\xffc".to_vec(), vec![(0, -1), (100, 5000)])));
+        assert_eq!(
+            decode_slice_key(&key),
+            Some((b"a\x00b\xffc".to_vec(), vec![(0, -1), (100, 5000)]))
+        );
         assert_eq!(decode_slice_key(&key[..key.len() - 1]), None);
     }
 
@@ -280,15 +344,47 @@ mod tests {
     fn copy_slices_assembles_full_tensor() {
         let full = [3usize, 4];
         let want: Vec<u8> = (0..12).collect();
-        let top = TensorSlice { start: vec![0, 0], length: vec![2, 4] };
-        let bottom_left = TensorSlice { start: vec![2, 0], length: vec![1, 1] };
-        let bottom_right = TensorSlice { start: vec![2, 1], length: vec![1, 3] };
+        let top = TensorSlice {
+            start: vec![0, 0],
+            length: vec![2, 4],
+        };
+        let bottom_left = TensorSlice {
+            start: vec![2, 0],
+            length: vec![1, 1],
+        };
+        let bottom_right = TensorSlice {
+            start: vec![2, 1],
+            length: vec![1, 3],
+        };
         let mut out = vec![0u8; 12];
-        copy_slice_into(&mut out, &full, &top, &want[0..8], 1);
-        copy_slice_into(&mut out, &full, &bottom_left, &want[8..9], 1);
-        copy_slice_into(&mut out, &full, &bottom_right, &want[9..12], 1);
+        assert!(copy_slice_into(&mut out, &full, &top, &want[0..8], 1));
+        assert!(copy_slice_into(
+            &mut out,
+            &full,
+            &bottom_left,
+            &want[8..9],
+            1
+        ));
+        assert!(copy_slice_into(
+            &mut out,
+            &full,
+            &bottom_right,
+            &want[9..12],
+            1
+        ));
+        assert!(
+            !copy_slice_into(&mut out, &full, &top, &want[0..9], 1),
+            "ragged source"
+        );
+        let outside = TensorSlice {
+            start: vec![3, 0],
+            length: vec![1, 4],
+        };
+        assert!(!copy_slice_into(&mut out, &full, &outside, &want[0..4], 1));
         assert_eq!(out, want);
         assert!(check_cover(&[top.clone(), bottom_left, bottom_right], 12).is_ok());
-        assert!(check_cover(&[top.clone(), top], 12).unwrap_err().contains("overlap"));
+        assert!(check_cover(&[top.clone(), top], 12)
+            .unwrap_err()
+            .contains("overlap"));
     }
 }

@@ -36,6 +36,9 @@ pub mod checksum {
     }
 }
 
+/// One table entry: (key, value).
+pub type Row = (Vec<u8>, Vec<u8>);
+
 /// Where a block lives in the index file; `size` excludes the 5-byte trailer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockHandle {
@@ -97,16 +100,17 @@ fn fixed32(buf: &[u8], at: usize) -> Option<u32> {
 
 /// Decodes the whole table: every (key, value) of every data block, in key order.
 /// Keys must be strictly increasing across the table, as LevelDB's builder guarantees.
-pub fn read_table(path: &Path, file: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BundleError> {
+pub fn read_table(path: &Path, file: &[u8]) -> Result<Vec<Row>, BundleError> {
     let (_metaindex, index) = read_footer(path, file)?;
     let index_block = read_block(path, file, index, "index block")?;
-    let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut entries: Vec<Row> = Vec::new();
     for (_separator, value) in parse_block(path, index.offset, index_block)? {
-        let (handle, _) = BlockHandle::decode(&value).ok_or_else(|| BundleError::MalformedEntry {
-            path: path.to_owned(),
-            offset: index.offset,
-            detail: "an index entry's value is not a block handle".into(),
-        })?;
+        let (handle, _) =
+            BlockHandle::decode(&value).ok_or_else(|| BundleError::MalformedEntry {
+                path: path.to_owned(),
+                offset: index.offset,
+                detail: "an index entry's value is not a block handle".into(),
+            })?;
         let block = read_block(path, file, handle, "data block")?;
         for (key, value) in parse_block(path, handle.offset, block)? {
             check_order(path, handle.offset, entries.last(), &key)?;
@@ -119,7 +123,7 @@ pub fn read_table(path: &Path, file: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, B
 fn check_order(
     path: &Path,
     offset: u64,
-    prev: Option<&(Vec<u8>, Vec<u8>)>,
+    prev: Option<&Row>,
     key: &[u8],
 ) -> Result<(), BundleError> {
     match prev {
@@ -215,11 +219,7 @@ pub fn read_block<'a>(
 
 /// Decodes a block's entries, rebuilding prefix-compressed keys and checking that the
 /// restart array points at entry starts with no shared prefix.
-pub fn parse_block(
-    path: &Path,
-    offset: u64,
-    block: &[u8],
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BundleError> {
+pub fn parse_block(path: &Path, offset: u64, block: &[u8]) -> Result<Vec<Row>, BundleError> {
     let bad = |detail: String| BundleError::MalformedEntry {
         path: path.to_owned(),
         offset,
@@ -233,7 +233,8 @@ pub fn parse_block(
     let mut key: Vec<u8> = Vec::new();
     while pos < entries_end {
         let body = &block[pos..entries_end];
-        let (entry, used) = parse_entry(body, &key).map_err(|d| bad(format!("{d} at byte {pos}")))?;
+        let (entry, used) =
+            parse_entry(body, &key).map_err(|d| bad(format!("{d} at byte {pos}")))?;
         starts.push((pos, entry.shared));
         key = entry.key;
         entries.push((key.clone(), entry.value));
@@ -256,7 +257,11 @@ fn restart_array(block: &[u8]) -> Result<Vec<usize>, &'static str> {
     }
     let base = block.len() - 4 * (n as usize + 1);
     (0..n as usize)
-        .map(|i| fixed32(block, base + 4 * i).map(|r| r as usize).ok_or("restart array out of range"))
+        .map(|i| {
+            fixed32(block, base + 4 * i)
+                .map(|r| r as usize)
+                .ok_or("restart array out of range")
+        })
         .collect()
 }
 
@@ -278,7 +283,11 @@ fn check_restarts(restarts: &[usize], starts: &[(usize, u32)], end: usize) -> Re
         }
         match starts.binary_search_by_key(&r, |&(pos, _)| pos) {
             Ok(i) if starts[i].1 == 0 => {}
-            _ => return Err(format!("restart {r} is not the start of an entry with no shared prefix")),
+            _ => {
+                return Err(format!(
+                    "restart {r} is not the start of an entry with no shared prefix"
+                ))
+            }
         }
         prev = Some(r);
     }
@@ -299,14 +308,19 @@ fn parse_entry(buf: &[u8], prev_key: &[u8]) -> Result<(Entry, usize), String> {
     let rest = rest.get(b..).unwrap_or_default();
     let (value_len, c) = read_varint32(rest).ok_or("bad value-length varint")?;
     let rest = rest.get(c..).unwrap_or_default();
-    let prefix = prev_key
-        .get(..shared as usize)
-        .ok_or_else(|| format!("shared prefix {shared} longer than the previous key ({})", prev_key.len()))?;
+    let prefix = prev_key.get(..shared as usize).ok_or_else(|| {
+        format!(
+            "shared prefix {shared} longer than the previous key ({})",
+            prev_key.len()
+        )
+    })?;
     let key_end = non_shared as usize;
     let value_end = key_end
         .checked_add(value_len as usize)
         .filter(|&e| e <= rest.len())
-        .ok_or_else(|| format!("key ({non_shared}) and value ({value_len}) lengths run past the entries"))?;
+        .ok_or_else(|| {
+            format!("key ({non_shared}) and value ({value_len}) lengths run past the entries")
+        })?;
     let mut key = Vec::with_capacity(prefix.len() + key_end);
     key.extend_from_slice(prefix);
     key.extend_from_slice(&rest[..key_end]);
@@ -327,9 +341,18 @@ mod tests {
             assert_eq!(read_varint(&buf, 10), Some((v, buf.len())));
         }
         assert_eq!(read_varint(&[0x80; 11], 10), None);
-        assert_eq!(read_varint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02], 10), None);
+        assert_eq!(
+            read_varint(
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+                10
+            ),
+            None
+        );
         assert_eq!(read_varint32(&[0xff, 0xff, 0xff, 0xff, 0x1f]), None);
-        assert_eq!(read_varint32(&[0xff, 0xff, 0xff, 0xff, 0x0f]), Some((u32::MAX, 5)));
+        assert_eq!(
+            read_varint32(&[0xff, 0xff, 0xff, 0xff, 0x0f]),
+            Some((u32::MAX, 5))
+        );
     }
 
     #[test]

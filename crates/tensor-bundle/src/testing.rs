@@ -156,7 +156,10 @@ pub fn build_table(rows: &[(Vec<u8>, Vec<u8>)], opts: &TableOptions) -> Vec<u8> 
     }
     if !block.is_empty() {
         let last = block.last_key.clone();
-        pending = Some((write_block(&mut out, &block.finish(), opts.block_type), last));
+        pending = Some((
+            write_block(&mut out, &block.finish(), opts.block_type),
+            last,
+        ));
     }
     if let Some((handle, last)) = pending {
         index.add(&short_successor(&last), &encode_handle(handle));
@@ -371,7 +374,9 @@ impl BundleBuilder {
         *next_shard += 1;
         let mut stored = data.to_vec();
         if self.big_endian && dtype.size_bytes() > 1 {
-            stored.chunks_exact_mut(dtype.size_bytes()).for_each(<[u8]>::reverse);
+            stored
+                .chunks_exact_mut(dtype.size_bytes())
+                .for_each(<[u8]>::reverse);
         }
         let shard = &mut parts.shards[shard_id];
         shard.resize(shard.len().next_multiple_of(self.alignment), 0);
@@ -458,16 +463,24 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 /// Recomputes every block trailer's checksum that can be found (best effort), so that a
 /// corrupted index reaches the entry parser instead of stopping at "block checksum mismatch".
 pub fn fix_checksums(index: &mut [u8]) {
-    let Some(footer_at) = index.len().checked_sub(FOOTER_LEN) else { return };
-    let Some((meta, used)) = BlockHandle::decode(&index[footer_at..]) else { return };
-    let Some((handle, _)) = BlockHandle::decode(&index[footer_at + used..]) else { return };
+    let Some(footer_at) = index.len().checked_sub(FOOTER_LEN) else {
+        return;
+    };
+    let Some((meta, used)) = BlockHandle::decode(&index[footer_at..]) else {
+        return;
+    };
+    let Some((handle, _)) = BlockHandle::decode(&index[footer_at + used..]) else {
+        return;
+    };
     reseal(index, meta);
     if !reseal(index, handle) {
         return;
     }
     let (start, size) = (handle.offset as usize, handle.size as usize);
     let block = index[start..start + size].to_vec();
-    let Ok(rows) = crate::table::parse_block(Path::new("index"), 0, &block) else { return };
+    let Ok(rows) = crate::table::parse_block(Path::new("index"), 0, &block) else {
+        return;
+    };
     for (_, value) in rows {
         if let Some((h, _)) = BlockHandle::decode(&value) {
             reseal(index, h);
@@ -477,9 +490,15 @@ pub fn fix_checksums(index: &mut [u8]) {
 
 /// Rewrites one block's trailer CRC; false if the handle is out of bounds.
 fn reseal(index: &mut [u8], handle: BlockHandle) -> bool {
-    let Ok(start) = usize::try_from(handle.offset) else { return false };
-    let Ok(size) = usize::try_from(handle.size) else { return false };
-    let Some(end) = start.checked_add(size) else { return false };
+    let Ok(start) = usize::try_from(handle.offset) else {
+        return false;
+    };
+    let Ok(size) = usize::try_from(handle.size) else {
+        return false;
+    };
+    let Some(end) = start.checked_add(size) else {
+        return false;
+    };
     if end.checked_add(5).is_none_or(|e| e > index.len()) {
         return false;
     }

@@ -2,7 +2,9 @@
 
 use super::{open_index, open_parts, sample, small_blocks};
 use crate::table::BlockHandle;
-use crate::testing::{first_data_block, fix_checksums, set_index_handle, BundleParts, TableOptions};
+use crate::testing::{
+    first_data_block, fix_checksums, set_index_handle, BundleParts, TableOptions,
+};
 use crate::{BundleError, TensorBundle};
 use tf_proto::tensorflow::{BundleHeaderProto, VersionDef};
 
@@ -30,30 +32,45 @@ fn header(num_shards: i32, endianness: i32, min_consumer: i32) -> BundleHeaderPr
     BundleHeaderProto {
         num_shards,
         endianness,
-        version: Some(VersionDef { producer: 1, min_consumer, bad_consumers: vec![] }),
+        version: Some(VersionDef {
+            producer: 1,
+            min_consumer,
+            bad_consumers: vec![],
+        }),
     }
 }
 
 #[test]
 fn missing_index() {
     let dir = tempfile::tempdir().unwrap();
-    let err = check(TensorBundle::open(&dir.path().join("nothere")), &["nothere.index", "cannot read checkpoint index", "prefix"]);
+    let err = check(
+        TensorBundle::open(&dir.path().join("nothere")),
+        &["nothere.index", "cannot read checkpoint index", "prefix"],
+    );
     assert!(matches!(err, BundleError::MissingIndex { .. }));
 }
 
 #[test]
 fn missing_shard() {
     let dir = tempfile::tempdir().unwrap();
-    let prefix = parts().write(dir.path(), "ckpt", &TableOptions::default()).unwrap();
+    let prefix = parts()
+        .write(dir.path(), "ckpt", &TableOptions::default())
+        .unwrap();
     std::fs::remove_file(dir.path().join("ckpt.data-00000-of-00001")).unwrap();
-    let err = check(TensorBundle::open(&prefix), &["ckpt.data-00000-of-00001", "cannot open data shard"]);
+    let err = check(
+        TensorBundle::open(&prefix),
+        &["ckpt.data-00000-of-00001", "cannot open data shard"],
+    );
     assert!(matches!(err, BundleError::MissingShard { .. }));
 }
 
 #[test]
 fn too_short() {
     let (_d, r) = open_index(&parts(), &[0u8; 47]);
-    assert!(matches!(check(r, &["ckpt.index", "too short to be a table", "47 bytes"]), BundleError::TooShort { .. }));
+    assert!(matches!(
+        check(r, &["ckpt.index", "too short to be a table", "47 bytes"]),
+        BundleError::TooShort { .. }
+    ));
 }
 
 #[test]
@@ -61,13 +78,22 @@ fn bad_magic() {
     let mut index = parts().index(&TableOptions::default());
     *index.last_mut().unwrap() ^= 1;
     let (_d, r) = open_index(&parts(), &index);
-    assert!(matches!(check(r, &["ckpt.index", "bad table magic"]), BundleError::BadMagic { .. }));
+    assert!(matches!(
+        check(r, &["ckpt.index", "bad table magic"]),
+        BundleError::BadMagic { .. }
+    ));
 }
 
 #[test]
 fn truncated_block() {
     let mut index = parts().index(&TableOptions::default());
-    set_index_handle(&mut index, BlockHandle { offset: 10, size: 1 << 40 });
+    set_index_handle(
+        &mut index,
+        BlockHandle {
+            offset: 10,
+            size: 1 << 40,
+        },
+    );
     let (_d, r) = open_index(&parts(), &index);
     let err = check(r, &["ckpt.index", "truncated block", "index block"]);
     assert!(matches!(err, BundleError::TruncatedBlock { .. }));
@@ -84,16 +110,28 @@ fn block_checksum_mismatch() {
 
 #[test]
 fn snappy_block() {
-    let opts = TableOptions { block_type: 1, ..TableOptions::default() };
+    let opts = TableOptions {
+        block_type: 1,
+        ..TableOptions::default()
+    };
     let r = open_parts(&parts(), &opts).2;
-    assert!(matches!(check(r, &["ckpt.index", "Snappy", "not support"]), BundleError::SnappyBlock { .. }));
+    assert!(matches!(
+        check(r, &["ckpt.index", "Snappy", "not support"]),
+        BundleError::SnappyBlock { .. }
+    ));
 }
 
 #[test]
 fn bad_block_type() {
-    let opts = TableOptions { block_type: 7, ..TableOptions::default() };
+    let opts = TableOptions {
+        block_type: 7,
+        ..TableOptions::default()
+    };
     let r = open_parts(&parts(), &opts).2;
-    assert!(matches!(check(r, &["ckpt.index", "bad block type 7"]), BundleError::BadBlockType { .. }));
+    assert!(matches!(
+        check(r, &["ckpt.index", "bad block type 7"]),
+        BundleError::BadBlockType { .. }
+    ));
 }
 
 #[test]
@@ -169,7 +207,10 @@ fn tensor_checksum_mismatch() {
     p.shards[0][offset] ^= 1;
     let (_d, _prefix, bundle) = open_parts(&p, &TableOptions::default());
     let bundle = bundle.expect("opens: data is only checked on read");
-    let err = check(bundle.tensor_bytes("w"), &["ckpt.data-00000-of-00001", "checksum mismatch", "\"w\""]);
+    let err = check(
+        bundle.tensor_bytes("w"),
+        &["ckpt.data-00000-of-00001", "checksum mismatch", "\"w\""],
+    );
     assert!(matches!(err, BundleError::TensorChecksum { .. }));
     check(bundle.verify_all(), &["checksum mismatch", "\"w\""]);
     check(bundle.verify("w"), &["checksum mismatch"]);
@@ -210,9 +251,15 @@ fn bad_shape() {
     assert!(matches!(err, BundleError::BadShape { .. }));
     let mut unknown = crate::testing::shape_proto(&[]);
     unknown.unknown_rank = true;
-    check(open_with(|p| p.edit_entry(b"w", |e| e.shape = Some(unknown))), &["unknown rank"]);
+    check(
+        open_with(|p| p.edit_entry(b"w", |e| e.shape = Some(unknown))),
+        &["unknown rank"],
+    );
     let deep = crate::testing::shape_proto(&[1; 33]);
-    check(open_with(|p| p.edit_entry(b"w", |e| e.shape = Some(deep))), &["rank 33"]);
+    check(
+        open_with(|p| p.edit_entry(b"w", |e| e.shape = Some(deep))),
+        &["rank 33"],
+    );
 }
 
 #[test]
@@ -228,18 +275,30 @@ fn bad_slices() {
     let overlapping = |p: &mut BundleParts| {
         p.edit_entry(b"part", |e| e.slices[1] = slice_proto(&[(2, 2), (0, 2)]));
     };
-    let err = check(open_with(overlapping), &["ckpt.index", "\"part\"", "bad slices"]);
+    let err = check(
+        open_with(overlapping),
+        &["ckpt.index", "\"part\"", "bad slices"],
+    );
     assert!(matches!(err, BundleError::BadSlices { .. }));
-    let outside = |p: &mut BundleParts| p.edit_entry(b"part", |e| e.slices[1] = slice_proto(&[(3, 2), (0, 2)]));
-    check(open_with(outside), &["\"part\"", "outside the full dimension"]);
+    let outside = |p: &mut BundleParts| {
+        p.edit_entry(b"part", |e| e.slices[1] = slice_proto(&[(3, 2), (0, 2)]))
+    };
+    check(
+        open_with(outside),
+        &["\"part\"", "outside the full dimension"],
+    );
     let key = crate::slice::encode_slice_key(b"part", &[(3, 1), (0, 2)]);
     let missing = |p: &mut BundleParts| {
         p.rows.remove(&key);
     };
-    check(open_with(missing), &["\"part\"", "missing slice entry for slice 1"]);
+    check(
+        open_with(missing),
+        &["\"part\"", "missing slice entry for slice 1"],
+    );
     let gap = |p: &mut BundleParts| p.edit_entry(b"part", |e| e.slices.truncate(1));
     check(open_with(gap), &["\"part\"", "cover 6 of the 8"]);
-    let wrong_rank = |p: &mut BundleParts| p.edit_entry(b"part", |e| e.slices[0] = slice_proto(&[(0, 3)]));
+    let wrong_rank =
+        |p: &mut BundleParts| p.edit_entry(b"part", |e| e.slices[0] = slice_proto(&[(0, 3)]));
     check(open_with(wrong_rank), &["\"part\"", "1 extents for rank 2"]);
 }
 
@@ -252,7 +311,10 @@ fn unsupported_dtype_is_listed_and_refused() {
     assert!(bundle.entry("w").is_none());
     assert_eq!(bundle.unsupported().len(), 1);
     assert_eq!(bundle.unsupported()[0].dtype_name(), "DT_STRING (7)");
-    let err = check(bundle.tensor_bytes("w"), &["ckpt.index", "\"w\"", "DT_STRING", "does not support"]);
+    let err = check(
+        bundle.tensor_bytes("w"),
+        &["ckpt.index", "\"w\"", "DT_STRING", "does not support"],
+    );
     assert!(matches!(err, BundleError::UnsupportedDType { .. }));
 }
 
@@ -260,15 +322,24 @@ fn unsupported_dtype_is_listed_and_refused() {
 fn not_found_buffer_size_and_bad_key() {
     let (_d, _prefix, bundle) = open_parts(&parts(), &TableOptions::default());
     let bundle = bundle.unwrap();
-    let err = check(bundle.tensor_bytes("nope"), &["ckpt.index", "no tensor named \"nope\""]);
+    let err = check(
+        bundle.tensor_bytes("nope"),
+        &["ckpt.index", "no tensor named \"nope\""],
+    );
     assert!(matches!(err, BundleError::NotFound { .. }));
-    let err = check(bundle.read_into("w", &mut [0u8; 3]), &["ckpt.index", "\"w\"", "24 bytes", "has 3"]);
+    let err = check(
+        bundle.read_into("w", &mut [0u8; 3]),
+        &["ckpt.index", "\"w\"", "24 bytes", "has 3"],
+    );
     assert!(matches!(err, BundleError::BufferSize { .. }));
     let r = open_with(|p| {
         let w = p.rows[b"w".as_slice()].clone();
         p.rows.insert(vec![b'x', 0xff], w);
     });
-    assert!(matches!(check(r, &["ckpt.index", "not a valid UTF-8"]), BundleError::BadKey { .. }));
+    assert!(matches!(
+        check(r, &["ckpt.index", "not a valid UTF-8"]),
+        BundleError::BadKey { .. }
+    ));
 }
 
 #[test]

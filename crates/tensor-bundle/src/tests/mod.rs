@@ -35,7 +35,11 @@ pub(crate) fn small_blocks() -> TableOptions {
 pub(crate) fn open_parts(
     parts: &BundleParts,
     opts: &TableOptions,
-) -> (tempfile::TempDir, PathBuf, Result<TensorBundle, BundleError>) {
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    Result<TensorBundle, BundleError>,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let prefix = parts.write(dir.path(), "ckpt", opts).expect("write bundle");
     let result = TensorBundle::open(&prefix);
@@ -48,7 +52,9 @@ pub(crate) fn open_index(
     index: &[u8],
 ) -> (tempfile::TempDir, Result<TensorBundle, BundleError>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let prefix = parts.write(dir.path(), "ckpt", &TableOptions::default()).expect("write");
+    let prefix = parts
+        .write(dir.path(), "ckpt", &TableOptions::default())
+        .expect("write");
     std::fs::write(dir.path().join("ckpt.index"), index).expect("write index");
     let result = TensorBundle::open(&prefix);
     (dir, result)

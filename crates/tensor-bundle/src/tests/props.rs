@@ -15,7 +15,11 @@ fn dtype() -> impl Strategy<Value = DType> {
 
 /// name → (dtype, shape, seed); a BTreeMap so names are unique.
 fn tensors() -> impl Strategy<Value = BTreeMap<String, (DType, Vec<usize>, u64)>> {
-    let tensor = (dtype(), prop::collection::vec(0usize..5, 0..4), any::<u64>());
+    let tensor = (
+        dtype(),
+        prop::collection::vec(0usize..5, 0..4),
+        any::<u64>(),
+    );
     prop::collection::btree_map("[a-z][a-z0-9_/]{0,20}", tensor, 0..24)
 }
 

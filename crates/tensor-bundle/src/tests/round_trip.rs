@@ -16,7 +16,10 @@ fn writer_round_trips_through_reader() {
     assert_eq!(bundle.header().endianness, Endianness::Little);
     assert_eq!(bundle.header().producer, 1);
     let w = bundle.entry("w").expect("w");
-    assert_eq!((w.dtype, w.shape.as_slice(), w.num_elements(), w.byte_len()), (DType::F32, &[2, 3][..], 6, 24));
+    assert_eq!(
+        (w.dtype, w.shape.as_slice(), w.num_elements(), w.byte_len()),
+        (DType::F32, &[2, 3][..], 6, 24)
+    );
     assert!(matches!(bundle.tensor_bytes("w").unwrap(), Cow::Borrowed(b) if b == pattern(24, 1)));
     assert_eq!(bundle.tensor_bytes("step").unwrap().as_ref(), pattern(8, 2));
     let part = bundle.entry("part").expect("part");
@@ -37,7 +40,10 @@ fn table_has_several_blocks_and_restarts() {
     let rows = crate::table::read_table("x".as_ref(), &index).unwrap();
     assert_eq!(rows.len(), 1 + 3 + 2, "header, 3 tensors, 2 slice entries");
     let first = crate::testing::first_data_block(&index);
-    assert!(first.size < index.len() as u64 / 2, "more than one data block");
+    assert!(
+        first.size < index.len() as u64 / 2,
+        "more than one data block"
+    );
     // The same rows with TF's defaults: one block.
     let one = parts.index(&TableOptions::default());
     assert_eq!(crate::table::read_table("x".as_ref(), &one).unwrap(), rows);
@@ -50,13 +56,21 @@ fn every_dtype_scalar_and_empty_shape() {
         let n = 5 * d.size_bytes();
         b = b.tensor(&format!("t{i:02}"), d, &[5], &pattern(n, i as u64));
     }
-    b = b.tensor("empty", DType::F32, &[3, 0], &[]).tensor("scalar", DType::F64, &[], &pattern(8, 9));
+    b = b.tensor("empty", DType::F32, &[3, 0], &[]).tensor(
+        "scalar",
+        DType::F64,
+        &[],
+        &pattern(8, 9),
+    );
     let (_d, _p, bundle) = open_parts(&b.parts(), &TableOptions::default());
     let bundle = bundle.unwrap();
     for (i, d) in DType::ALL.into_iter().enumerate() {
         let name = format!("t{i:02}");
         assert_eq!(bundle.entry(&name).unwrap().dtype, d);
-        assert_eq!(bundle.tensor_bytes(&name).unwrap().as_ref(), pattern(5 * d.size_bytes(), i as u64));
+        assert_eq!(
+            bundle.tensor_bytes(&name).unwrap().as_ref(),
+            pattern(5 * d.size_bytes(), i as u64)
+        );
     }
     assert!(bundle.tensor_bytes("empty").unwrap().is_empty());
     assert_eq!(bundle.entry("scalar").unwrap().num_elements(), 1);
@@ -79,11 +93,28 @@ fn big_endian_shards_and_alignment() {
     // Bytes come back little-endian whatever the stored order.
     assert_eq!(bundle.tensor_bytes("h").unwrap().as_ref(), data16);
     assert_eq!(bundle.tensor_bytes("w").unwrap().as_ref(), pattern(24, 1));
-    assert_eq!(bundle.tensor_bytes("part").unwrap().as_ref(), pattern(32, 3));
-    assert!(matches!(bundle.tensor_bytes("flags").unwrap(), Cow::Borrowed(_)));
-    let shards: Vec<usize> = bundle.entries().filter_map(|e| e.data_location()).map(|l| l.shard_id).collect();
-    assert!(shards.iter().any(|&s| s > 0), "data spread over shards: {shards:?}");
-    let offsets: Vec<usize> = bundle.entries().filter_map(|e| e.data_location()).map(|l| l.offset).collect();
+    assert_eq!(
+        bundle.tensor_bytes("part").unwrap().as_ref(),
+        pattern(32, 3)
+    );
+    assert!(matches!(
+        bundle.tensor_bytes("flags").unwrap(),
+        Cow::Borrowed(_)
+    ));
+    let shards: Vec<usize> = bundle
+        .entries()
+        .filter_map(|e| e.data_location())
+        .map(|l| l.shard_id)
+        .collect();
+    assert!(
+        shards.iter().any(|&s| s > 0),
+        "data spread over shards: {shards:?}"
+    );
+    let offsets: Vec<usize> = bundle
+        .entries()
+        .filter_map(|e| e.data_location())
+        .map(|l| l.offset)
+        .collect();
     assert!(offsets.iter().all(|o| o % 8 == 0), "{offsets:?}");
     bundle.verify_all().unwrap();
 }

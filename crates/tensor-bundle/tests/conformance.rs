@@ -1,0 +1,146 @@
+//! Conformance: read checkpoints that TensorFlow wrote and compare every variable with the
+//! listing TensorFlow itself produced (`xtask/python/list_checkpoint.py` →
+//! `fixtures/tf-read/<module>.variables.tsv`): name, dtype, shape, byte count, sha256.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tensor_bundle::TensorBundle;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// One TSV row: dtype, shape, nbytes, sha256 (as text, exactly as written).
+type Listing = BTreeMap<String, [String; 4]>;
+
+fn read_listing(path: &Path) -> Listing {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; regenerate it with xtask/python/list_checkpoint.py",
+            path.display()
+        )
+    });
+    let mut rows = Listing::new();
+    for line in text.lines().skip(1).filter(|l| !l.is_empty()) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let [name, dtype, shape, nbytes, sha] = cols[..] else {
+            panic!("{}: bad row {line:?}", path.display())
+        };
+        rows.insert(
+            name.into(),
+            [dtype.into(), shape.into(), nbytes.into(), sha.into()],
+        );
+    }
+    rows
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Our reading of the bundle, in the listing's format.
+fn list_bundle(prefix: &Path) -> Listing {
+    let bundle = TensorBundle::open(prefix).unwrap_or_else(|e| panic!("{e}"));
+    bundle.verify_all().unwrap_or_else(|e| panic!("{e}"));
+    let mut rows = Listing::new();
+    for e in bundle.entries() {
+        let bytes = bundle
+            .tensor_bytes(&e.name)
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(bytes.len(), e.byte_len());
+        let shape: Vec<String> = e.shape.iter().map(|d| d.to_string()).collect();
+        let row = [
+            e.dtype.name().into(),
+            shape.join(","),
+            bytes.len().to_string(),
+            hex(&Sha256::digest(&bytes)),
+        ];
+        rows.insert(e.name.clone(), row);
+    }
+    for u in bundle.unsupported() {
+        rows.insert(
+            u.name.clone(),
+            ["unsupported".into(), u.dtype_name(), "-".into(), "-".into()],
+        );
+    }
+    rows
+}
+
+/// Compares every row, reporting all differences at once.
+fn check_module(module_dir: &Path, listing: &Path, expected_count: Option<usize>) {
+    assert!(
+        module_dir.join("variables/variables.index").is_file(),
+        "conformance module missing: {} (expected a TF1 Hub module with variables/variables.index; \
+         it lives outside the repository in /work/shared/conformance)",
+        module_dir.display()
+    );
+    let want = read_listing(listing);
+    let got = list_bundle(&module_dir.join("variables/variables"));
+    if let Some(n) = expected_count {
+        assert_eq!(
+            want.len(),
+            n,
+            "{} should list {n} variables",
+            listing.display()
+        );
+    }
+    let mut problems = Vec::new();
+    for (name, row) in &want {
+        match got.get(name) {
+            None => problems.push(format!("{name}: missing from our reading")),
+            Some(ours) if ours != row => {
+                problems.push(format!("{name}: TF {row:?}, ours {ours:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    problems.extend(
+        got.keys()
+            .filter(|k| !want.contains_key(*k))
+            .map(|k| format!("{k}: not in TF's listing")),
+    );
+    assert!(
+        problems.is_empty(),
+        "{} differences:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    assert_eq!(got.len(), want.len());
+}
+
+#[test]
+fn amoebanet_a_n6_f16_matches_tensorflow() {
+    let root = repo_root();
+    check_module(
+        &root.join("../shared/conformance/amoebanet_a_n6_f16"),
+        &root.join("fixtures/tf-read/amoebanet_a_n6_f16.variables.tsv"),
+        Some(676),
+    );
+}
+
+/// Every module under `fixtures/<name>/variables/` must have its TensorFlow listing.
+#[test]
+fn project_fixtures_match_tensorflow() {
+    let root = repo_root();
+    let Ok(dirs) = std::fs::read_dir(root.join("fixtures")) else {
+        return;
+    };
+    for dir in dirs.flatten().map(|d| d.path()) {
+        if !dir.join("variables/variables.index").is_file() {
+            continue;
+        }
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let listing = root.join(format!("fixtures/tf-read/{name}.variables.tsv"));
+        check_module(&dir, &listing, None);
+    }
+}
