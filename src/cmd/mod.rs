@@ -19,28 +19,53 @@ pub fn progress_bar(message: &'static str, visible: bool) -> indicatif::Progress
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(0);
-    let style = indicatif::ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_message(message);
     bar
 }
 
 /// Writes float32 tensors to a safetensors file through a temporary file and a rename.
-pub fn write_f32_safetensors(path: &Path, tensors: &[(&str, Vec<f32>, Vec<usize>)]) -> anyhow::Result<()> {
+pub fn write_f32_safetensors(
+    path: &Path,
+    tensors: &[(&str, Vec<f32>, Vec<usize>)],
+) -> anyhow::Result<()> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .iter()
-        .map(|(name, values, shape)| (name.to_string(), values.iter().flat_map(|v| v.to_le_bytes()).collect(), shape.clone()))
+        .map(|(name, values, shape)| {
+            (
+                name.to_string(),
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                shape.clone(),
+            )
+        })
         .collect();
     let views = bytes
         .iter()
-        .map(|(name, data, shape)| Ok((name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)?)))
+        .map(|(name, data, shape)| {
+            Ok((
+                name.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)?,
+            ))
+        })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     let serialized = safetensors::serialize(views, None)?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("{}: cannot create the output (does the folder exist and is it writable?)", path.display()))?;
-    std::io::Write::write_all(&mut tmp, &serialized).with_context(|| format!("{}: cannot write", path.display()))?;
-    tmp.persist(path).with_context(|| format!("{}: cannot write", path.display()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| {
+        format!(
+            "{}: cannot create the output (does the folder exist and is it writable?)",
+            path.display()
+        )
+    })?;
+    std::io::Write::write_all(&mut tmp, &serialized)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
 }

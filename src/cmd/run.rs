@@ -46,13 +46,25 @@ fn read_images(path: &Path) -> anyhow::Result<Tensor> {
     let view = st
         .tensor("images")
         .with_context(|| format!("{}: no `images` tensor [N, H, W, 3]", path.display()))?;
-    let shape: [usize; 4] = view
-        .shape()
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("{}: `images` has shape {:?}, expected [N, H, W, 3]", path.display(), view.shape()))?;
+    let shape: [usize; 4] = view.shape().try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "{}: `images` has shape {:?}, expected [N, H, W, 3]",
+            path.display(),
+            view.shape()
+        )
+    })?;
     if view.dtype() != safetensors::Dtype::F32 {
-        anyhow::bail!("{}: `images` is {:?}, expected F32", path.display(), view.dtype());
+        anyhow::bail!(
+            "{}: `images` is {:?}, expected F32",
+            path.display(),
+            view.dtype()
+        );
     }
-    let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Tensor::from_vec(data, shape).with_context(|| format!("{}: `images` data does not match its shape", path.display()))
+    let data = view
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Tensor::from_vec(data, shape)
+        .with_context(|| format!("{}: `images` data does not match its shape", path.display()))
 }

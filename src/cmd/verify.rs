@@ -27,12 +27,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let golden = Golden::open(&args.golden)?;
     let model = Model::open(&args.model)?;
     let network = model.network()?;
-    let options = Options { atol: args.atol, rtol: args.rtol, ..Options::default() };
+    let options = Options {
+        atol: args.atol,
+        rtol: args.rtol,
+        ..Options::default()
+    };
     let report = verify::verify(&network, &golden, options)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.to_text(options));
     }
-    Ok(if report.pass { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_VERIFY_FAILED) })
+    Ok(if report.pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_VERIFY_FAILED)
+    })
 }

@@ -239,10 +239,7 @@ fn metadata(
     let json_err =
         |e: serde_json::Error| invalid(model, format!("cannot describe the network as JSON: {e}"));
     let mut meta = BTreeMap::new();
-    meta.insert(
-        keys::NETWORK.to_string(),
-        model.spec.to_json().map_err(json_err)?,
-    );
+    meta.insert(keys::NETWORK.to_string(), model.spec.to_json());
     let signatures = match &model.kind {
         ModelKind::Module(m) => m
             .inference_variant()

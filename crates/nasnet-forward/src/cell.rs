@@ -24,6 +24,13 @@ pub(crate) enum OpLayer {
     },
     /// `1x1`, or `none` that must change stride or width: ReLU -> 1x1 (strided) -> BN.
     Conv1x1 { stride: usize, conv: ConvBn },
+    /// `KxK`: ReLU -> pre_1x1 -> ReLU -> KxK (strided) -> ReLU -> post_1x1 (each with its BN).
+    Bottleneck {
+        stride: usize,
+        pre: Option<ConvBn>,
+        conv: ConvBn,
+        post: Option<ConvBn>,
+    },
     /// `1xK_Kx1`: ReLU -> pre_1x1 -> ReLU -> 1xK [1,s] -> ReLU -> Kx1 [s,1] -> ReLU -> post_1x1.
     Factorized {
         stride: usize,
@@ -262,6 +269,15 @@ fn load_op(
             load_separable(loader, scope, kernel, repeats, c, br, stride)?
         }
         Operation::Factorized { kernel } => load_factorized(loader, scope, kernel, c, br, stride)?,
+        Operation::Conv {
+            kernel,
+            dilation: 1,
+        } => load_bottleneck_conv(loader, scope, kernel, c, br, stride)?,
+        Operation::Conv { kernel, dilation } => {
+            return Err(ForwardError::Unsupported(format!(
+            "{scope}: dilated {kernel}x{kernel} convolution (rate {dilation}) is not implemented"
+        )))
+        }
     };
     Ok((layer, out_shape))
 }
@@ -353,6 +369,57 @@ fn load_factorized(
     })
 }
 
+/// `KxK`: ReLU -> pre_1x1 -> BN -> ReLU -> KxK (strided) -> `bn` -> ReLU -> post_1x1 -> BN.
+fn load_bottleneck_conv(
+    loader: &Loader,
+    scope: &str,
+    k: usize,
+    c: usize,
+    br: usize,
+    stride: usize,
+) -> Result<OpLayer, ForwardError> {
+    let pre = if loader.has(&format!("{scope}/pre_1x1/weights")) {
+        Some(loader.conv_bn(
+            &format!("{scope}/pre_1x1/weights"),
+            &format!("{scope}/pre_bn"),
+            1,
+            1,
+            c,
+            None,
+        )?)
+    } else {
+        None
+    };
+    let mid = pre.as_ref().map_or(c, |p| p.cout);
+    let out = if pre.is_some() { mid } else { br };
+    let conv = loader.conv_bn(
+        &format!("{scope}/{k}x{k}/weights"),
+        &format!("{scope}/bn"),
+        k,
+        k,
+        mid,
+        Some(out),
+    )?;
+    let post = if pre.is_some() {
+        Some(loader.conv_bn(
+            &format!("{scope}/post_1x1/weights"),
+            &format!("{scope}/post_bn"),
+            1,
+            1,
+            mid,
+            Some(br),
+        )?)
+    } else {
+        None
+    };
+    Ok(OpLayer::Bottleneck {
+        stride,
+        pre,
+        conv,
+        post,
+    })
+}
+
 /// The states to concatenate; each must have the shape of the last state.
 fn concat_states(
     scope: &str,
@@ -410,6 +477,22 @@ fn run_op(op: &OpLayer, input: Nhwc) -> Tensor {
             }
         }
         OpLayer::Conv1x1 { stride, conv } => conv.apply(relu(input).view(), [*stride, *stride]),
+        OpLayer::Bottleneck {
+            stride,
+            pre,
+            conv,
+            post,
+        } => {
+            let mut x = relu(input);
+            if let Some(pre) = pre {
+                x = relu(pre.apply(x.view(), [1, 1]).view());
+            }
+            x = conv.apply(x.view(), [*stride, *stride]);
+            match post {
+                Some(post) => post.apply(relu(x.view()).view(), [1, 1]),
+                None => x,
+            }
+        }
         OpLayer::Factorized {
             stride,
             pre,

@@ -13,7 +13,6 @@ pub(crate) struct ConvBn {
     pub bias: Vec<f32>,
     pub kh: usize,
     pub kw: usize,
-    pub cin: usize,
     pub cout: usize,
 }
 
@@ -120,7 +119,6 @@ impl Loader<'_> {
             bias,
             kh,
             kw,
-            cin,
             cout,
         })
     }

@@ -17,7 +17,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { atol: 1e-4, rtol: 0.0, top_k: 5 }
+        Options {
+            atol: 1e-4,
+            rtol: 0.0,
+            top_k: 5,
+        }
     }
 }
 
@@ -55,7 +59,11 @@ pub struct Report {
 }
 
 /// Runs the golden images through `network` and compares everything the golden file has.
-pub fn verify(network: &Network, golden: &Golden, options: Options) -> Result<Report, ForwardError> {
+pub fn verify(
+    network: &Network,
+    golden: &Golden,
+    options: Options,
+) -> Result<Report, ForwardError> {
     let mut cells = Vec::new();
     let outputs = network.forward_with_taps(&golden.images, |scope, ours| {
         if let Some(theirs) = golden.cells.get(scope) {
@@ -74,14 +82,24 @@ pub fn verify(network: &Network, golden: &Golden, options: Options) -> Result<Re
         match &outputs.logits {
             Some(ours) if ours.len() == golden_logits.len() => {
                 out.push(compare("logits", ours, golden_logits, options));
-                top_k = Some(top_k_agreement(ours, golden_logits, shape[1], options.top_k));
+                top_k = Some(top_k_agreement(
+                    ours,
+                    golden_logits,
+                    shape[1],
+                    options.top_k,
+                ));
             }
             _ => out.push(shape_mismatch("logits")),
         }
     }
     if let Some((golden_features, _)) = &golden.features {
         if outputs.features.len() == golden_features.len() {
-            out.push(compare("features", &outputs.features, golden_features, options));
+            out.push(compare(
+                "features",
+                &outputs.features,
+                golden_features,
+                options,
+            ));
         } else {
             out.push(shape_mismatch("features"));
         }
@@ -89,7 +107,13 @@ pub fn verify(network: &Network, golden: &Golden, options: Options) -> Result<Re
     let first_divergent_cell = cells.iter().find(|c| !c.pass).map(|c| c.name.clone());
     let top_ok = top_k.as_ref().is_none_or(|t| t.topk_agree == t.images);
     let pass = top_ok && out.iter().chain(&cells).all(|c| c.pass) && !out.is_empty();
-    Ok(Report { outputs: out, cells, first_divergent_cell, top_k, pass })
+    Ok(Report {
+        outputs: out,
+        cells,
+        first_divergent_cell,
+        top_k,
+        pass,
+    })
 }
 
 fn shape_mismatch(name: &str) -> Comparison {
@@ -138,7 +162,12 @@ pub fn top_indices(row: &[f32], k: usize) -> Vec<usize> {
 }
 
 fn top_k_agreement(ours: &[f32], golden: &[f32], classes: usize, k: usize) -> TopK {
-    let mut t = TopK { k, top1_agree: 0, topk_agree: 0, images: 0 };
+    let mut t = TopK {
+        k,
+        top1_agree: 0,
+        topk_agree: 0,
+        images: 0,
+    };
     for (a, g) in ours.chunks(classes).zip(golden.chunks(classes)) {
         let (ta, tg) = (top_indices(a, k), top_indices(g, k));
         t.images += 1;
@@ -154,17 +183,31 @@ impl Report {
         let mut s = format!(
             "bar: max|diff| <= {:e} * max(1, max|golden|){}\n",
             options.atol,
-            if options.rtol > 0.0 { format!(" + {:e} * |golden|", options.rtol) } else { String::new() }
+            if options.rtol > 0.0 {
+                format!(" + {:e} * |golden|", options.rtol)
+            } else {
+                String::new()
+            }
         );
-        s += &format!("{:<44} {:>12} {:>12} {:>12}  result\n", "tensor", "max abs err", "max rel err", "max|golden|");
+        s += &format!(
+            "{:<44} {:>12} {:>12} {:>12}  result\n",
+            "tensor", "max abs err", "max rel err", "max|golden|"
+        );
         for c in self.cells.iter().chain(&self.outputs) {
             s += &format!(
                 "{:<44} {:>12.3e} {:>12.3e} {:>12.4} {}\n",
-                c.name, c.max_abs_error, c.max_rel_error, c.max_abs_golden, if c.pass { "ok" } else { "FAIL" }
+                c.name,
+                c.max_abs_error,
+                c.max_rel_error,
+                c.max_abs_golden,
+                if c.pass { "ok" } else { "FAIL" }
             );
         }
         if let Some(t) = &self.top_k {
-            s += &format!("top-1 agreement: {}/{}; top-{} agreement (same order): {}/{}\n", t.top1_agree, t.images, t.k, t.topk_agree, t.images);
+            s += &format!(
+                "top-1 agreement: {}/{}; top-{} agreement (same order): {}/{}\n",
+                t.top1_agree, t.images, t.k, t.topk_agree, t.images
+            );
         }
         if let Some(cell) = &self.first_divergent_cell {
             s += &format!("first divergent cell: {cell}\n");

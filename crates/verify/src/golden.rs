@@ -37,11 +37,14 @@ impl Golden {
         let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
-        let images = read_nhwc(&st, "images")
-            .map_err(err)?
-            .ok_or_else(|| err("no `images` tensor: a golden file holds images [N,H,W,3], logits, features".into()))?;
+        let images = read_nhwc(&st, "images").map_err(err)?.ok_or_else(|| {
+            err("no `images` tensor: a golden file holds images [N,H,W,3], logits, features".into())
+        })?;
         if images.shape[3] != 3 || images.shape[0] == 0 {
-            return Err(err(format!("`images` has shape {:?}, expected [N, H, W, 3]", images.shape)));
+            return Err(err(format!(
+                "`images` has shape {:?}, expected [N, H, W, 3]",
+                images.shape
+            )));
         }
         let n = images.shape[0];
         let logits = read_matrix(&st, "logits", n).map_err(err)?;
@@ -49,17 +52,30 @@ impl Golden {
         let mut cells = BTreeMap::new();
         for name in st.names() {
             if let Some(scope) = name.strip_prefix(CELL_PREFIX) {
-                let t = read_nhwc(&st, name).map_err(err)?.ok_or_else(|| err(format!("{name} vanished")))?;
+                let t = read_nhwc(&st, name)
+                    .map_err(err)?
+                    .ok_or_else(|| err(format!("{name} vanished")))?;
                 if t.shape[0] != n {
-                    return Err(err(format!("{name} has batch {} but `images` has {n}", t.shape[0])));
+                    return Err(err(format!(
+                        "{name} has batch {} but `images` has {n}",
+                        t.shape[0]
+                    )));
                 }
                 cells.insert(scope.to_string(), t);
             }
         }
         if logits.is_none() && features.is_none() {
-            return Err(err("neither `logits` nor `features`: nothing to compare".into()));
+            return Err(err(
+                "neither `logits` nor `features`: nothing to compare".into()
+            ));
         }
-        Ok(Golden { path: path.to_path_buf(), images, logits, features, cells })
+        Ok(Golden {
+            path: path.to_path_buf(),
+            images,
+            logits,
+            features,
+            cells,
+        })
     }
 }
 
@@ -75,23 +91,36 @@ fn f32_values(view: &safetensors::tensor::TensorView<'_>, name: &str) -> Result<
 }
 
 fn read_nhwc(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Option<Tensor>, String> {
-    let Ok(view) = st.tensor(name) else { return Ok(None) };
-    let shape: [usize; 4] = view
-        .shape()
-        .try_into()
-        .map_err(|_| format!("`{name}` has shape {:?}, expected 4 dimensions (NHWC)", view.shape()))?;
+    let Ok(view) = st.tensor(name) else {
+        return Ok(None);
+    };
+    let shape: [usize; 4] = view.shape().try_into().map_err(|_| {
+        format!(
+            "`{name}` has shape {:?}, expected 4 dimensions (NHWC)",
+            view.shape()
+        )
+    })?;
     let data = f32_values(&view, name)?;
     Ok(Tensor::from_vec(data, shape))
 }
 
-fn read_matrix(st: &safetensors::SafeTensors<'_>, name: &str, n: usize) -> Result<Option<(Vec<f32>, [usize; 2])>, String> {
-    let Ok(view) = st.tensor(name) else { return Ok(None) };
+fn read_matrix(
+    st: &safetensors::SafeTensors<'_>,
+    name: &str,
+    n: usize,
+) -> Result<Option<(Vec<f32>, [usize; 2])>, String> {
+    let Ok(view) = st.tensor(name) else {
+        return Ok(None);
+    };
     let shape: [usize; 2] = view
         .shape()
         .try_into()
         .map_err(|_| format!("`{name}` has shape {:?}, expected [N, K]", view.shape()))?;
     if shape[0] != n {
-        return Err(format!("`{name}` has batch {} but `images` has {n}", shape[0]));
+        return Err(format!(
+            "`{name}` has batch {} but `images` has {n}",
+            shape[0]
+        ));
     }
     Ok(Some((f32_values(&view, name)?, shape)))
 }
