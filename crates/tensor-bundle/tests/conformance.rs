@@ -84,7 +84,7 @@ fn check_module(module_dir: &Path, listing: &Path, expected_count: Option<usize>
     assert!(
         module_dir.join("variables/variables.index").is_file(),
         "conformance module missing: {} (expected a TF1 Hub module with variables/variables.index; \
-         it lives outside the repository in /work/shared/conformance)",
+         the conformance one lives in /work/shared/conformance, the project's in fixtures/modules)",
         module_dir.display()
     );
     let want = read_listing(listing);
@@ -136,11 +136,43 @@ fn amoebanet_a_n6_f16_matches_tensorflow() {
     );
 }
 
-/// Every module under `fixtures/<name>/variables/` must have its TensorFlow listing.
-#[test]
-fn project_fixtures_match_tensorflow() {
+/// A module the project built (`fixtures/modules/<name>`) against its TensorFlow listing
+/// `fixtures/tf-read/modules.<name>.variables.tsv`.
+fn project_module(name: &str, count: usize) {
     let root = repo_root();
-    let Ok(dirs) = std::fs::read_dir(root.join("fixtures")) else {
+    check_module(
+        &root.join("fixtures/modules").join(name),
+        &root.join(format!("fixtures/tf-read/modules.{name}.variables.tsv")),
+        Some(count),
+    );
+}
+
+#[test]
+fn fixture_amoebanet_a_n3_f8_matches_tensorflow() {
+    project_module("amoebanet_a_n3_f8", 492);
+}
+
+#[test]
+fn fixture_amoebanet_a_n3_f8_feature_vector_matches_tensorflow() {
+    project_module("amoebanet_a_n3_f8_feature_vector", 490);
+}
+
+#[test]
+fn fixture_amoebanet_a_n6_f16_matches_tensorflow() {
+    project_module("amoebanet_a_n6_f16", 676);
+}
+
+#[test]
+fn fixture_amoebanet_c_n3_f8_224_matches_tensorflow() {
+    project_module("amoebanet_c_n3_f8_224", 578);
+}
+
+/// Every module under `fixtures/modules/<name>/variables/` must have a TensorFlow listing
+/// (run `xtask/python/list_checkpoint.py` for new ones) and match it.
+#[test]
+fn every_project_fixture_matches_tensorflow() {
+    let root = repo_root();
+    let Ok(dirs) = std::fs::read_dir(root.join("fixtures/modules")) else {
         return;
     };
     for dir in dirs.flatten().map(|d| d.path()) {
@@ -152,7 +184,7 @@ fn project_fixtures_match_tensorflow() {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let listing = root.join(format!("fixtures/tf-read/{name}.variables.tsv"));
+        let listing = root.join(format!("fixtures/tf-read/modules.{name}.variables.tsv"));
         check_module(&dir, &listing, None);
     }
 }
