@@ -220,3 +220,65 @@ impl NetworkSpec {
         Ok(spec)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for name in [
+            "separable_3x3_2",
+            "separable_7x7_3",
+            "avg_pool_3x3",
+            "max_pool_2x2",
+            "none",
+            "1x1",
+            "1x7_7x1",
+            "1x3_3x1",
+            "3x3",
+            "dilated_3x3_rate_2",
+        ] {
+            assert_eq!(Operation::parse(name).unwrap().name(), name);
+        }
+        assert_eq!(
+            Operation::parse("dil_2_separable_5x5_2").unwrap(),
+            Operation::Separable {
+                kernel: 5,
+                repeats: 2
+            }
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        for name in [
+            "",
+            "separable_3x5_2",
+            "avg_pool_3",
+            "1x7_5x1",
+            "min_pool",
+            "sep",
+        ] {
+            assert!(Operation::parse(name).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn invalid_cells_are_refused() {
+        let ops = ["none"; 10];
+        assert!(CellSpec::from_names(
+            &ops,
+            &[0, 0, 1, 1, 0, 1, 0, 2, 5, 0],
+            &[1, 0, 1, 0, 0, 1, 0]
+        )
+        .is_ok());
+        assert!(CellSpec::from_names(
+            &ops,
+            &[0, 0, 1, 1, 0, 1, 0, 2, 6, 0],
+            &[1, 0, 1, 0, 0, 1, 0]
+        )
+        .is_err());
+        assert!(CellSpec::from_names(&ops, &[0, 0, 1, 1, 0, 1, 0, 2, 5, 0], &[1, 0, 1]).is_err());
+    }
+}

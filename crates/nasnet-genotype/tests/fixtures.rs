@@ -1,0 +1,110 @@
+//! Every module in the project's `fixtures/manifest.json` (made by TensorFlow with the official
+//! code): the extracted network must be what the manifest says it built, with the checkpoint's
+//! own variable listing (TensorFlow's, `fixtures/tf-read/modules.<name>.variables.tsv`).
+
+use nasnet_genotype::{extract, known_genotype};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tf_proto::tensorflow::{MetaGraphDef, SavedModel};
+use tf_proto::Message;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn inference_graph(path: &Path) -> MetaGraphDef {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let model = SavedModel::decode(bytes.as_slice()).unwrap();
+    model
+        .meta_graphs
+        .into_iter()
+        .find(|m| m.meta_info_def.as_ref().is_none_or(|i| i.tags.is_empty()))
+        .expect("a graph with tags {}")
+}
+
+/// TensorFlow's listing: `name dtype shape(comma-separated) nbytes sha256`.
+fn listing(path: &Path) -> Vec<(String, Vec<usize>)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            let shape = if cols[2].is_empty() {
+                vec![]
+            } else {
+                cols[2].split(',').map(|d| d.parse().unwrap()).collect()
+            };
+            (cols[0].to_string(), shape)
+        })
+        .collect()
+}
+
+#[test]
+fn every_manifest_fixture_extracts_as_built() {
+    let Ok(manifest) = std::fs::read_to_string(fixtures().join("manifest.json")) else {
+        eprintln!("skipping: no fixtures/manifest.json");
+        return;
+    };
+    let manifest: Value = serde_json::from_str(&manifest).unwrap();
+    let list = manifest["fixtures"].as_array().expect("fixtures array");
+    assert!(!list.is_empty());
+    for f in list {
+        let name = f["name"].as_str().unwrap();
+        let graph = inference_graph(
+            &fixtures()
+                .join(f["module"].as_str().unwrap())
+                .join("saved_model.pb"),
+        );
+        let vars = listing(&fixtures().join(format!("tf-read/modules.{name}.variables.tsv")));
+        let ex = extract(&graph, &vars, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let s = &ex.spec;
+        assert!(
+            ex.disagreements.is_empty(),
+            "{name}: {:?}",
+            ex.disagreements
+        );
+        let genotype = f["genotype"].as_str().unwrap();
+        assert_eq!(s.genotype.name.as_deref(), Some(genotype), "{name}");
+        let known = known_genotype(genotype).unwrap();
+        assert_eq!(
+            (&s.genotype.normal, &s.genotype.reduction),
+            (&known.normal, &known.reduction),
+            "{name}"
+        );
+        assert_eq!(
+            s.num_cells as u64,
+            f["num_cells"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(s.filters as u64, f["filters"].as_u64().unwrap(), "{name}");
+        let size = f["image_size"].as_u64().unwrap() as usize;
+        assert_eq!(s.image_size, [size, size], "{name}");
+        let classes = f["num_classes"].as_u64().unwrap() as usize;
+        assert_eq!(s.num_classes, (classes > 0).then_some(classes), "{name}");
+        let reductions: Vec<usize> = f["reduction_indices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(s.reduction_indices, reductions, "{name}");
+        let cells: Vec<&str> = f["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let scopes: Vec<&str> = s.cells.iter().map(|c| c.scope.as_str()).collect();
+        assert_eq!(scopes, cells, "{name}");
+        assert_eq!(
+            s.batch_norm_epsilon as f64, 1.0009999641624745e-05,
+            "{name}"
+        );
+        eprintln!(
+            "{name}: {genotype}, {} cells, features {}",
+            s.cells.len(),
+            s.num_features
+        );
+    }
+}
