@@ -160,16 +160,54 @@ fn ms(t: Duration) -> f64 {
     t.as_secs_f64() * 1e3
 }
 
+/// `cargo bench -p kernels -- WORD...` runs only the groups named
+/// (peak, pointwise, conv, depthwise, pool, add).
+fn wanted(group: &str) -> bool {
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    words.is_empty() || words.iter().any(|w| group.contains(w.as_str()))
+}
+
 fn main() {
     println!("rayon threads: {}", rayon::current_num_threads());
+    #[cfg(target_arch = "x86_64")]
+    if wanted("peak") {
+        bench_peak();
+    }
+    if wanted("pointwise") {
+        pointwise_group();
+    }
+    if wanted("conv") {
+        conv_group();
+    }
+    if wanted("depthwise") {
+        depthwise_group();
+    }
+    if wanted("pool") {
+        pool_group();
+    }
+    if wanted("add") {
+        bench_add(42, 1792);
+    }
+}
+
+fn pointwise_group() {
     bench_pointwise(42, 448, 448);
     bench_pointwise(21, 896, 896);
     bench_pointwise(11, 1792, 1792);
     bench_pointwise(42, 1792, 448);
     bench_pointwise(83, 112, 112);
+}
+
+fn conv_group() {
     bench_conv(42, 112, 1, 7);
     bench_conv(42, 112, 7, 1);
     bench_stem();
+}
+
+fn depthwise_group() {
     for s in [1, 2] {
         for k in [3, 5, 7] {
             bench_depthwise(42, 448, k, s);
@@ -177,9 +215,64 @@ fn main() {
     }
     bench_depthwise(11, 1792, 5, 1);
     bench_depthwise(83, 112, 7, 1);
+}
+
+fn pool_group() {
     for s in [1, 2] {
         bench_pool(42, 448, s, false);
         bench_pool(42, 448, s, true);
     }
-    bench_add(42, 1792);
+}
+
+/// 12 independent chains of 16-lane FMAs: the core's FMA throughput, i.e.
+/// the GFLOP/s ceiling for the GEMM numbers above. Intrinsics, because with
+/// plain arrays LLVM interchanges the loops into one serial chain per lane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fma_chains(iters: usize, seed: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm512_set1_ps(0.999), _mm512_set1_ps(1e-3));
+    let mut acc = [_mm512_set1_ps(seed); 12];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    let total = acc
+        .iter()
+        .fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v));
+    _mm512_reduce_add_ps(total)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn bench_peak() {
+    if !std::is_x86_feature_detected!("avx512f") {
+        return;
+    }
+    let iters = 20_000_000;
+    let flops = 2.0 * 16.0 * 12.0 * iters as f64;
+    let run = || {
+        let t = Instant::now();
+        // SAFETY: avx512f was detected above.
+        let (n, seed) = std::hint::black_box((iters, 1.0));
+        std::hint::black_box(unsafe { fma_chains(n, seed) });
+        t.elapsed()
+    };
+    let one = (0..3).map(|_| run()).min().unwrap();
+    let both = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            rayon::join(run, run);
+            t.elapsed()
+        })
+        .min()
+        .unwrap();
+    println!(
+        "peak FMA 1 thread   {:>6.1} GFLOP/s",
+        flops / one.as_secs_f64() / 1e9
+    );
+    println!(
+        "peak FMA 2 threads  {:>6.1} GFLOP/s",
+        2.0 * flops / both.as_secs_f64() / 1e9
+    );
 }

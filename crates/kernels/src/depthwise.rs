@@ -6,7 +6,7 @@
 //! taps that fall in the zero padding are skipped rather than multiplied.
 
 use crate::padding::{output_size, valid_taps, Padding};
-use crate::simd::{fmadd, simd_dispatch};
+use crate::simd::{fast_max, fmadd, simd_dispatch};
 use crate::view::{Nhwc, NhwcMut};
 use rayon::prelude::*;
 
@@ -166,7 +166,7 @@ fn chunk<const L: usize, const FMA: bool, const RELU: bool>(
             let x: &[f32; L] = input.data[p * ps + ch..][..L].try_into().unwrap();
             let wt: &[f32; L] = weights[(dy * k + dx) * c + ch..][..L].try_into().unwrap();
             for i in 0..L {
-                let v = if RELU { x[i].max(0.0) } else { x[i] };
+                let v = if RELU { fast_max(x[i], 0.0) } else { x[i] };
                 acc[i] = fmadd::<FMA>(wt[i], v, acc[i]);
             }
         }

@@ -3,7 +3,7 @@
 
 use crate::depthwise::Window;
 use crate::padding::{output_size, valid_taps, Padding};
-use crate::simd::simd_dispatch;
+use crate::simd::{fast_max, simd_dispatch};
 use crate::view::{Nhwc, NhwcMut};
 use rayon::prelude::*;
 
@@ -104,9 +104,15 @@ fn chunk<const L: usize, const MAX: bool>(input: &Nhwc, win: &Window, ch: usize,
         for dx in win.dx.clone() {
             let p = (win.origin + dy as isize * w + dx as isize) as usize;
             let x: &[f32; L] = input.data[p * ps + ch..][..L].try_into().unwrap();
-            for i in 0..L {
-                acc[i] = if MAX { acc[i].max(x[i]) } else { acc[i] + x[i] };
-            }
+            // A fresh array per tap rather than in-place updates: in place,
+            // LLVM turns the max's select into masked stores to the stack.
+            acc = std::array::from_fn(|i| {
+                if MAX {
+                    fast_max(x[i], acc[i])
+                } else {
+                    acc[i] + x[i]
+                }
+            });
         }
     }
     if !MAX {
