@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Summarise a module: format, graph variants, signatures, image size, variables.
     Inspect(cmd::inspect::Args),
+    /// Show the genotype and network, or draw the cells (text, json, dot, svg, mermaid).
+    Genotype(cmd::genotype::Args),
     /// Convert a module's variables to safetensors, with the network description in the metadata.
     Convert(cmd::convert::Args),
     /// Run preprocessed images through a model: logits and feature vectors.
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Convert(args) => cmd::convert::run(args),
+        Command::Genotype(args) => cmd::genotype::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Verify(args) => cmd::verify::run(args),
     };

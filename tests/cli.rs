@@ -4,12 +4,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn amoeba(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_amoeba")).args(args).output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_amoeba"))
+        .args(args)
+        .output()
+        .expect("runs")
 }
 
 fn shared() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance");
-    assert!(p.is_dir(), "conformance data missing at {} (CI provides ../shared)", p.display());
+    assert!(
+        p.is_dir(),
+        "conformance data missing at {} (CI provides ../shared)",
+        p.display()
+    );
     p
 }
 
@@ -18,11 +25,17 @@ fn conformance_module() -> String {
 }
 
 fn conformance_golden() -> String {
-    shared().join("amoebanet_a_n6_f16.golden.safetensors").display().to_string()
+    shared()
+        .join("amoebanet_a_n6_f16.golden.safetensors")
+        .display()
+        .to_string()
 }
 
 fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -33,7 +46,10 @@ fn inspect_conformance_module() {
     assert!(stdout.contains("TF1 Hub module (format 3)"), "{stdout}");
     assert!(stdout.contains("image size: 331x331"), "{stdout}");
     assert!(stdout.contains("graph variant tags {}"), "{stdout}");
-    assert!(stdout.contains("graph variant tags {\"train\"}"), "{stdout}");
+    assert!(
+        stdout.contains("graph variant tags {\"train\"}"),
+        "{stdout}"
+    );
     for sig in ["default", "image_classification", "image_feature_vector"] {
         assert!(stdout.contains(&format!("signature {sig}\n")), "{stdout}");
     }
@@ -47,7 +63,9 @@ fn inspect_json_and_variables() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     let vars = json["variables"].as_array().expect("variables listed");
     assert_eq!(vars.len() as u64, json["num_variables"].as_u64().unwrap());
-    assert!(vars.iter().any(|v| v["name"] == "stem/conv0/weights" && v["shape"] == serde_json::json!([3, 3, 3, 32])));
+    assert!(vars.iter().any(
+        |v| v["name"] == "stem/conv0/weights" && v["shape"] == serde_json::json!([3, 3, 3, 32])
+    ));
     assert_eq!(json["image_size"], serde_json::json!([331, 331]));
 }
 
@@ -56,7 +74,10 @@ fn inspect_missing_module_fails_with_exit_2() {
     let out = amoeba(&["inspect", "/no/such/module"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("/no/such/module") && stderr.contains("no such file"), "{stderr}");
+    assert!(
+        stderr.contains("/no/such/module") && stderr.contains("no such file"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -67,28 +88,132 @@ fn usage_error_exits_2() {
 
 #[test]
 fn verify_conformance_module_directly_and_after_convert() {
-    let out = amoeba(&["verify", &conformance_module(), "--golden", &conformance_golden()]);
+    let out = amoeba(&[
+        "verify",
+        &conformance_module(),
+        "--golden",
+        &conformance_golden(),
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "verify failed:\n{stdout}\n{stderr}");
     assert!(stdout.trim_end().ends_with("PASS"), "{stdout}");
-    assert!(stdout.contains("cell_output/cell_stem_0"), "every cell is compared: {stdout}");
-    assert!(stdout.contains("top-5 agreement (same order): 5/5"), "{stdout}");
+    assert!(
+        stdout.contains("cell_output/cell_stem_0"),
+        "every cell is compared: {stdout}"
+    );
+    assert!(
+        stdout.contains("top-5 agreement (same order): 5/5"),
+        "{stdout}"
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     let st = tmp.path().join("model.safetensors");
     let out = amoeba(&["convert", &conformance_module(), "-o", st.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out).1);
-    let out = amoeba(&["verify", st.to_str().unwrap(), "--golden", &conformance_golden()]);
+    let out = amoeba(&[
+        "verify",
+        st.to_str().unwrap(),
+        "--golden",
+        &conformance_golden(),
+    ]);
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "verify from safetensors failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "verify from safetensors failed:\n{stdout}\n{stderr}"
+    );
 }
 
 #[test]
 fn verify_fails_with_exit_1_when_outputs_differ() {
     // A bar of zero cannot be met by float arithmetic in another order.
-    let out = amoeba(&["verify", &conformance_module(), "--golden", &conformance_golden(), "--atol", "0"]);
+    let out = amoeba(&[
+        "verify",
+        &conformance_module(),
+        "--golden",
+        &conformance_golden(),
+        "--atol",
+        "0",
+    ]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.trim_end().ends_with("FAIL"), "{stdout}");
-    assert!(stdout.contains("first divergent cell: cell_output/cell_stem_0"), "{stdout}");
+    assert!(
+        stdout.contains("first divergent cell: cell_output/cell_stem_0"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn genotype_of_conformance_module_is_amoebanet_a() {
+    let out = amoeba(&["genotype", &conformance_module()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("AmoebaNet-A: N=6 normal cells, F=16"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("h5 = separable_3x3_2(h0) + separable_5x5_2(h2)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("output = concat[h1, h3, h4, h6]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("output = concat[h2, h3, h4, h5, h6]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reduction cells before normal cells [2, 4]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn genotype_svg_to_file_and_json_from_converted_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let svg = tmp.path().join("cells.svg");
+    let out = amoeba(&[
+        "genotype",
+        &conformance_module(),
+        "--format",
+        "svg",
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let body = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        body.starts_with("<svg") || body.starts_with("<?xml"),
+        "{}",
+        &body[..80.min(body.len())]
+    );
+
+    let st = tmp.path().join("m.safetensors");
+    assert!(
+        amoeba(&["convert", &conformance_module(), "-o", st.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let from_module = amoeba(&["genotype", &conformance_module(), "--format", "json"]);
+    let from_file = amoeba(&["genotype", st.to_str().unwrap(), "--format", "json"]);
+    assert!(from_file.status.success(), "{}", text(&from_file).1);
+    let a: serde_json::Value = serde_json::from_slice(&from_module.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&from_file.stdout).unwrap();
+    assert_eq!(
+        a, b,
+        "the converted file carries the same network description"
+    );
+}
+
+#[test]
+fn genotype_unknown_format_is_a_usage_error() {
+    let out = amoeba(&["genotype", &conformance_module(), "--format", "png"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).1.contains("unknown --format"),
+        "{}",
+        text(&out).1
+    );
 }

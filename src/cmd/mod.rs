@@ -1,6 +1,7 @@
 //! One module per subcommand: argument structs and the calls into the libraries.
 
 pub mod convert;
+pub mod genotype;
 pub mod inspect;
 pub mod run;
 pub mod verify;
@@ -53,6 +54,12 @@ pub fn write_f32_safetensors(
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     let serialized = safetensors::serialize(views, None)?;
+    write_atomically(path, &serialized)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place, so a
+/// failure never leaves a partial file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -63,7 +70,7 @@ pub fn write_f32_safetensors(
             path.display()
         )
     })?;
-    std::io::Write::write_all(&mut tmp, &serialized)
+    std::io::Write::write_all(&mut tmp, bytes)
         .with_context(|| format!("{}: cannot write", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("{}: cannot write", path.display()))?;
