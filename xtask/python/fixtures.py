@@ -183,6 +183,40 @@ def compare_goldens(a, b, a_label, b_label, ignore_batch=False):
     return problems
 
 
+def numeric_conformance(conformance, tolerance=1e-4):
+    """The generator's graph with the conformance module's weights must
+    reproduce the conformance golden (computed by TF 1.15 on the official
+    graph): same structure is not enough if, say, an input were swapped."""
+    golden = conformance.rstrip("/") + ".golden.safetensors"
+    if not os.path.exists(golden):
+        return [f"no golden {golden} for the numeric comparison"]
+    with safe_open(golden, "np") as f:
+        ref = {k: f.get_tensor(k) for k in f.keys()}
+    fx = FIXTURES[0]
+    spec = hub_export.make_module_spec(genotypes.GENOTYPES[fx["genotype"]], fx["num_cells"],
+                                       fx["filters"], fx["image_size"], fx["num_classes"])
+    got = hub_export.apply_module(spec, ref["images"],
+                                  checkpoint=os.path.join(conformance, "variables", "variables"))
+    problems = []
+    worst = 0.0
+    for k in sorted(ref):
+        if k == "images":
+            continue
+        if k not in got or got[k].shape != ref[k].shape:
+            problems.append(f"numeric: {k} missing or of another shape")
+            continue
+        scale = max(1.0, float(np.abs(ref[k]).max()))
+        err = float(np.abs(got[k] - ref[k]).max()) / scale
+        worst = max(worst, err)
+        if err > tolerance:
+            problems.append(f"numeric: {k} differs from the conformance golden by {err:.3g} "
+                            f"(relative to max |value|), tolerance {tolerance}")
+    if not problems:
+        log(f"conformance: generated graph + conformance weights reproduce the TF 1.15 golden "
+            f"(worst relative difference {worst:.2g})")
+    return problems
+
+
 def check(root, conformance):
     committed = os.path.join(root, "fixtures")
     problems = []
@@ -223,16 +257,20 @@ def check(root, conformance):
         else:
             conf_problems = graph_compare.compare(ours, conformance, a_label="generated",
                                                   b_label="conformance")
+            conf_problems += graph_compare.compare_nodes(ours, conformance,
+                                                         a_label="generated",
+                                                         b_label="conformance")
             golden_conf = conformance.rstrip("/") + ".golden.safetensors"
             if os.path.exists(golden_conf):
                 conf_problems += compare_goldens(
                     os.path.join(tmp, "goldens", "amoebanet_a_n6_f16.golden.safetensors"),
                     golden_conf, "generated", "conformance", ignore_batch=True)
+            conf_problems += numeric_conformance(conformance)
             problems += [f"conformance amoebanet_a_n6_f16: {p}" for p in conf_problems]
             if not conf_problems:
                 log("conformance: generated amoebanet_a_n6_f16 has the same variables, "
-                    "per-scope op types (both graph variants) and signatures as "
-                    f"{conformance}")
+                    "per-scope op types, nodes (names, inputs, attributes; both graph "
+                    f"variants) and signatures as {conformance}")
     if problems:
         log(f"\n{len(problems)} mismatch(es):")
         for p in problems:

@@ -103,3 +103,44 @@ def compare(a_path, b_path, what=("variables", "ops", "signatures"), scopes=None
 
 def is_cell_scope(scope):
     return scope.startswith("cell_") or scope.startswith("reduction_cell_")
+
+
+# Attributes that decide what a node computes (others, like _class or the
+# TF version's default attrs, are bookkeeping).
+SEMANTIC_ATTRS = ("strides", "padding", "ksize", "epsilon", "dilations", "is_training",
+                  "data_format", "N", "T", "dtype", "shape", "transpose_a", "transpose_b")
+
+
+def nodes(path):
+    """{tags: {node name: (op, inputs, semantic attrs)}} of every graph variant."""
+    sm = load_saved_model(path)
+    out = {}
+    for mg in sm.meta_graphs:
+        tags = ",".join(sorted(mg.meta_info_def.tags)) or "{}"
+        table = {}
+        for n in mg.graph_def.node:
+            attrs = tuple((k, str(n.attr[k]).strip()) for k in SEMANTIC_ATTRS if k in n.attr)
+            table[n.name] = (n.op, tuple(n.input), attrs)
+        out[tags] = table
+    return out
+
+
+def compare_nodes(a_path, b_path, a_label="a", b_label="b", limit=20):
+    """Node-for-node comparison (names, op types, inputs, semantic attrs)."""
+    a, b = nodes(a_path), nodes(b_path)
+    problems = []
+    for tags in sorted(set(a) & set(b)):
+        na, nb = a[tags], b[tags]
+        diff = []
+        for name in sorted(set(na) | set(nb)):
+            if name not in nb:
+                diff.append(f"[{tags}] node only in {a_label}: {name} ({na[name][0]})")
+            elif name not in na:
+                diff.append(f"[{tags}] node only in {b_label}: {name} ({nb[name][0]})")
+            elif na[name] != nb[name]:
+                diff.append(f"[{tags}] node {name} differs: {a_label} {na[name]} vs "
+                            f"{b_label} {nb[name]}")
+        if len(diff) > limit:
+            diff = diff[:limit] + [f"[{tags}] ... and {len(diff) - limit} more node differences"]
+        problems += diff
+    return problems

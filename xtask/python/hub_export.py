@@ -126,12 +126,13 @@ def noise_image(image_size, seed):
 CELL_OUTPUT = re.compile(r"^(.*?)/([^/]+)/cell_output/concat$")
 
 
-def run_golden(module_path, images, out_path, metadata):
-    """Runs `images` [N,H,W,3] through the module with hub.Module in a fresh
-    graph and writes images, logits, features and every cell output."""
-    tensors = {"images": images.astype(np.float32)}
+def apply_module(module_or_spec, images, checkpoint=None):
+    """Runs `images` [N,H,W,3] through a module (path or ModuleSpec) with
+    hub.Module in a fresh graph.  Returns logits (if the module classifies),
+    features and every `<cell>/cell_output/concat` tensor.  With `checkpoint`
+    (a variables prefix), the module's variables are loaded from it first."""
     with tf.Graph().as_default() as graph:
-        module = hub.Module(module_path)
+        module = hub.Module(module_or_spec)
         x = v1.placeholder(tf.float32, [None] + list(images.shape[1:]))
         fetch = {}
         names = module.get_signature_names()
@@ -149,9 +150,18 @@ def run_golden(module_path, images, out_path, metadata):
                 fetch[f"cell_output/{m.group(2)}"] = op.outputs[0]
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
-            sess.run(v1.tables_initializer())
+            if checkpoint is not None:
+                reader = tf.train.load_checkpoint(checkpoint)
+                for name, var in module.variable_map.items():
+                    var.load(reader.get_tensor(name), sess)
             values = sess.run(fetch, {x: images})
-    tensors.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in values.items()})
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in values.items()}
+
+
+def run_golden(module_path, images, out_path, metadata):
+    """Writes images, logits, features and every cell output as safetensors."""
+    tensors = {"images": images.astype(np.float32)}
+    tensors.update(apply_module(module_path, images))
     meta = {"producer": f"TensorFlow {tf.__version__} hub.Module (tensorflow_hub "
                         f"{hub.__version__})"}
     meta.update(metadata)
