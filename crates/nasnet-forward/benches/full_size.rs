@@ -25,8 +25,13 @@ impl WeightSource for RandomWeights {
     fn values(&self, name: &str) -> Result<Vec<f32>, ForwardError> {
         let shape = &self.shapes[name];
         let n: usize = shape.iter().product();
-        let fan_in: usize = shape[..shape.len().saturating_sub(1)].iter().product::<usize>().max(1);
-        let mut state = name.bytes().fold(0x9e3779b97f4a7c15u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        let fan_in: usize = shape[..shape.len().saturating_sub(1)]
+            .iter()
+            .product::<usize>()
+            .max(1);
+        let mut state = name.bytes().fold(0x9e3779b97f4a7c15u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
         let mut next = move || {
             state ^= state << 13;
             state ^= state >> 7;
@@ -35,15 +40,27 @@ impl WeightSource for RandomWeights {
         };
         let bn = name.ends_with("moving_variance") || name.ends_with("gamma");
         let scale = (1.0 / fan_in as f32).sqrt();
-        Ok((0..n).map(|_| if bn { 0.5 + next() } else { (next() - 0.5) * 2.0 * scale }).collect())
+        Ok((0..n)
+            .map(|_| {
+                if bn {
+                    0.5 + next()
+                } else {
+                    (next() - 0.5) * 2.0 * scale
+                }
+            })
+            .collect())
     }
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let batch = args.first().copied().unwrap_or(1);
     let repeats = args.get(1).copied().unwrap_or(3);
-    let tsv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spec/variables-n18-f448-classification.tsv");
+    let tsv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/spec/variables-n18-f448-classification.tsv");
     let text = std::fs::read_to_string(&tsv).expect("variables TSV in ../shared/spec");
     let variables: Vec<(String, Vec<usize>)> = text
         .lines()
@@ -63,11 +80,19 @@ fn main() {
         input_offset: -1.0,
     };
     let spec = from_variables(&variables, &assumptions).expect("spec").spec;
-    let weights = RandomWeights { shapes: variables.into_iter().collect() };
+    let weights = RandomWeights {
+        shapes: variables.into_iter().collect(),
+    };
     let t = Instant::now();
     let network = Network::load(&spec, &weights).expect("load");
     println!("load: {:.2} s", t.elapsed().as_secs_f64());
-    let images = Tensor::from_vec((0..batch * 331 * 331 * 3).map(|i| (i % 255) as f32 / 255.0).collect(), [batch, 331, 331, 3]).unwrap();
+    let images = Tensor::from_vec(
+        (0..batch * 331 * 331 * 3)
+            .map(|i| (i % 255) as f32 / 255.0)
+            .collect(),
+        [batch, 331, 331, 3],
+    )
+    .unwrap();
     let mut times = Vec::new();
     for _ in 0..repeats {
         let t = Instant::now();
@@ -78,5 +103,10 @@ fn main() {
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     // 104.0 G multiply-adds per image (issue 7), 2 FLOP each.
-    println!("batch {batch}: median {:.3} s ({:.3} s/image, {:.0} GFLOP/s) over {repeats} runs", median, median / batch as f64, 208.0 * batch as f64 / median);
+    println!(
+        "batch {batch}: median {:.3} s ({:.3} s/image, {:.0} GFLOP/s) over {repeats} runs",
+        median,
+        median / batch as f64,
+        208.0 * batch as f64 / median
+    );
 }

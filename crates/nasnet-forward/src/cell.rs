@@ -2,7 +2,7 @@
 
 use crate::layers::{relu, ConvBn, Loader};
 use crate::{ForwardError, Tensor};
-use kernels::Nhwc;
+use kernels::{Nhwc, NhwcMut};
 use nasnet_genotype::{CellLayout, CellSpec, Operation, PrevAdjust};
 
 /// A loaded operation of a combination (`comb_iter_i/left` or `right`).
@@ -57,8 +57,17 @@ pub(crate) struct CellLayer {
     begin: ConvBn,
     prev: PrevLayer,
     ops: Vec<OpLayer>,
-    /// Indices of the concatenated states, in order.
-    concat: Vec<usize>,
+    /// The concatenated states in order, each with what makes it match the last state.
+    concat: Vec<(usize, Option<ConcatAdjust>)>,
+}
+
+/// What a concatenated state goes through when its shape differs from the last state's
+/// (`_combine_unused_states`, scope `cell_output/reduction_{j}`); no ReLU before either.
+pub(crate) enum ConcatAdjust {
+    /// Spatial size differs: factorized reduction at stride 2.
+    Reduce(ConvBn, ConvBn),
+    /// Only the width differs: `path_conv` 1x1 and `path_bn`.
+    Project(ConvBn),
 }
 
 /// Spatial size and channels of a state.
@@ -109,7 +118,7 @@ impl CellLayer {
             }
             states.push(shapes[0]);
         }
-        let concat = concat_states(scope, spec, &states, layout)?;
+        let concat = concat_states(loader, scope, spec, &states, layout)?;
         Ok(CellLayer {
             layout: layout.clone(),
             spec: spec.clone(),
@@ -144,7 +153,12 @@ impl CellLayer {
             PrevLayer::Unchanged => prev.clone(),
             PrevLayer::Prev1x1(conv) => conv.apply(relu(prev.view()).view(), [1, 1]),
             PrevLayer::FactorizedReduction(path1, path2) => {
-                factorized_reduction(prev, path1, path2)
+                let x = relu(prev.view());
+                let [n, h, w, _] = x.shape;
+                let mut out =
+                    Tensor::zeros([n, h.div_ceil(2), w.div_ceil(2), path1.cout + path2.cout]);
+                factorized_reduction(x.view(), path1, path2, out.view_mut());
+                out
             }
         }
     }
@@ -158,9 +172,14 @@ impl CellLayer {
         let last = &states[states.len() - 1];
         let [n, h, w, br] = last.shape;
         let mut out = Tensor::zeros([n, h, w, br * self.concat.len()]);
-        for (pos, &j) in self.concat.iter().enumerate() {
+        for (pos, (j, adjust)) in self.concat.iter().enumerate() {
             let slice = out.view_mut().channels_mut(pos * br..(pos + 1) * br);
-            kernels::copy(states[j].view(), slice);
+            let state = states[*j].view();
+            match adjust {
+                None => kernels::copy(state, slice),
+                Some(ConcatAdjust::Project(conv)) => conv.run(state, [1, 1], slice),
+                Some(ConcatAdjust::Reduce(p1, p2)) => factorized_reduction(state, p1, p2, slice),
+            }
         }
         out
     }
@@ -192,32 +211,29 @@ fn load_prev(
             Ok((PrevLayer::Prev1x1(conv), [prev_shape[0], prev_shape[1], br]))
         }
         PrevAdjust::FactorizedReduction => {
-            let half = br / 2;
-            let bn = format!("{scope}/final_path_bn");
-            let p1 = loader.conv_bn_part(
-                &format!("{scope}/path1_conv/weights"),
-                &bn,
-                1,
-                1,
-                pc,
-                half,
-                br,
-                0..half,
-            )?;
-            let p2 = loader.conv_bn_part(
-                &format!("{scope}/path2_conv/weights"),
-                &bn,
-                1,
-                1,
-                pc,
-                br - half,
-                br,
-                half..br,
-            )?;
+            let (p1, p2) = load_factorized_reduction(loader, scope, pc, br)?;
             let shape = [prev_shape[0].div_ceil(2), prev_shape[1].div_ceil(2), br];
             Ok((PrevLayer::FactorizedReduction(p1, p2), shape))
         }
     }
+}
+
+/// The two half-width paths of a factorized reduction to `out` channels under `scope`
+/// (`path1_conv`, `path2_conv`, sharing `final_path_bn`). Like TF, each path has `out / 2`
+/// channels.
+fn load_factorized_reduction(
+    loader: &Loader,
+    scope: &str,
+    cin: usize,
+    out: usize,
+) -> Result<(ConvBn, ConvBn), ForwardError> {
+    let half = out / 2;
+    let bn = format!("{scope}/final_path_bn");
+    let path = |n: usize, range| {
+        let weights = format!("{scope}/path{n}_conv/weights");
+        loader.conv_bn_part(&weights, &bn, 1, 1, cin, half, 2 * half, range)
+    };
+    Ok((path(1, 0..half)?, path(2, half..2 * half)?))
 }
 
 /// Loads one operation reading a state of `input` shape; returns it and its output shape.
@@ -420,24 +436,42 @@ fn load_bottleneck_conv(
     })
 }
 
-/// The states to concatenate; each must have the shape of the last state.
+/// The states to concatenate, with the adjustment each needs to match the last state.
 fn concat_states(
+    loader: &Loader,
     scope: &str,
     spec: &CellSpec,
     states: &[StateShape],
     layout: &CellLayout,
-) -> Result<Vec<usize>, ForwardError> {
-    let concat: Vec<usize> = (0..states.len())
-        .filter(|&j| spec.used_hiddenstates.get(j) == Some(&0))
-        .collect();
+) -> Result<Vec<(usize, Option<ConcatAdjust>)>, ForwardError> {
     let last = states[states.len() - 1];
-    for &j in &concat {
-        if states[j] != last {
-            return Err(ForwardError::Unsupported(format!(
-                "{scope}: state h{j} {:?} would need a factorized reduction to match {:?} before the concat",
-                states[j], last
-            )));
-        }
+    let mut concat = Vec::new();
+    for j in (0..states.len()).filter(|&j| spec.used_hiddenstates.get(j) == Some(&0)) {
+        let [h, w, c] = states[j];
+        let adjust_scope = format!("{scope}/cell_output/reduction_{j}");
+        let adjust = if [h, w] != [last[0], last[1]] {
+            if [h.div_ceil(2), w.div_ceil(2)] != [last[0], last[1]] {
+                return Err(ForwardError::Unsupported(format!(
+                    "{scope}: state h{j} {:?} cannot be reduced to {:?} for the concat",
+                    states[j], last
+                )));
+            }
+            let (p1, p2) = load_factorized_reduction(loader, &adjust_scope, c, last[2])?;
+            Some(ConcatAdjust::Reduce(p1, p2))
+        } else if c != last[2] {
+            let conv = loader.conv_bn(
+                &format!("{adjust_scope}/path_conv/weights"),
+                &format!("{adjust_scope}/path_bn"),
+                1,
+                1,
+                c,
+                Some(last[2]),
+            )?;
+            Some(ConcatAdjust::Project(conv))
+        } else {
+            None
+        };
+        concat.push((j, adjust));
     }
     let channels = last[2] * concat.len();
     if [last[0], last[1]] != layout.output_hw || channels != layout.output_channels {
@@ -531,22 +565,17 @@ fn run_separable(input: Nhwc, k: usize, stride: usize, layers: &[(Vec<f32>, Conv
     })
 }
 
-/// ReLU, then the two half-width paths, concatenated (batch norm folded into each path).
-fn factorized_reduction(prev: &Tensor, path1: &ConvBn, path2: &ConvBn) -> Tensor {
-    let x = relu(prev.view());
-    let [n, h, w, c] = x.shape;
-    let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
-    let mut out = Tensor::zeros([n, oh, ow, path1.cout + path2.cout]);
-    let mut sub = Tensor::zeros([n, oh, ow, c]);
-    for (offset, (path, range)) in [
+/// The two half-width stride-2 paths into `out` (batch norm folded into each path):
+/// path1 reads x[::2, ::2], path2 x[1::2, 1::2] with a zero row/column past odd sizes.
+fn factorized_reduction(x: Nhwc, path1: &ConvBn, path2: &ConvBn, mut out: NhwcMut) {
+    let [n, h, w, c] = x.shape();
+    let mut sub = Tensor::zeros([n, h.div_ceil(2), w.div_ceil(2), c]);
+    let halves = [
         (path1, 0..path1.cout),
         (path2, path1.cout..path1.cout + path2.cout),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        kernels::subsample2(x.view(), offset, sub.view_mut());
-        path.run(sub.view(), [1, 1], out.view_mut().channels_mut(range));
+    ];
+    for (offset, (path, range)) in halves.into_iter().enumerate() {
+        kernels::subsample2(x, offset, sub.view_mut());
+        path.run(sub.view(), [1, 1], out.reborrow().channels_mut(range));
     }
-    out
 }
