@@ -14,11 +14,25 @@ pub struct Args {
     /// List every variable with its shape, dtype and size.
     #[arg(long)]
     variables: bool,
+    /// Also read every tensor and verify its crc32c checksum.
+    #[arg(long)]
+    check: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let module = HubModule::open(&args.module)?;
     let summary = module.summary(args.variables);
+    if args.check {
+        let start = std::time::Instant::now();
+        module.bundle().verify_all()?;
+        let seconds = start.elapsed().as_secs_f64();
+        eprintln!(
+            "checksums: {} tensors, {} bytes verified in {seconds:.2} s ({:.2} GB/s)",
+            summary.num_variables,
+            summary.num_bytes,
+            summary.num_bytes as f64 / seconds.max(1e-9) / 1e9
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
