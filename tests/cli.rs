@@ -217,3 +217,79 @@ fn genotype_unknown_format_is_a_usage_error() {
         text(&out).1
     );
 }
+
+#[test]
+fn run_writes_logits_and_features_matching_the_golden() {
+    // The golden file itself is a valid input: it holds `images`.
+    let tmp = tempfile::tempdir().unwrap();
+    let out_path = tmp.path().join("out.safetensors");
+    let out = amoeba(&[
+        "run",
+        &conformance_module(),
+        "--input",
+        &conformance_golden(),
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let ours = std::fs::read(&out_path).unwrap();
+    let ours = safetensors::SafeTensors::deserialize(&ours).unwrap();
+    let golden = std::fs::read(conformance_golden()).unwrap();
+    let golden = safetensors::SafeTensors::deserialize(&golden).unwrap();
+    for name in ["logits", "features"] {
+        let (a, g) = (ours.tensor(name).unwrap(), golden.tensor(name).unwrap());
+        assert_eq!(a.shape(), g.shape(), "{name}");
+        let max_diff = a
+            .data()
+            .chunks_exact(4)
+            .zip(g.data().chunks_exact(4))
+            .map(|(x, y)| {
+                (f32::from_le_bytes(x.try_into().unwrap())
+                    - f32::from_le_bytes(y.try_into().unwrap()))
+                .abs()
+            })
+            .fold(0f32, f32::max);
+        assert!(max_diff < 1e-4, "{name}: {max_diff}");
+    }
+    // --features leaves the logits out.
+    let out = amoeba(&[
+        "run",
+        &conformance_module(),
+        "--input",
+        &conformance_golden(),
+        "-o",
+        out_path.to_str().unwrap(),
+        "--features",
+    ]);
+    assert!(out.status.success());
+    let bytes = std::fs::read(&out_path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.names(), vec!["features"]);
+}
+
+#[test]
+fn run_refuses_images_of_the_wrong_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.safetensors");
+    let header = br#"{"images":{"dtype":"F32","shape":[1,2,2,3],"data_offsets":[0,48]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&[0u8; 48]);
+    std::fs::write(&input, bytes).unwrap();
+    let out_path = tmp.path().join("out.safetensors");
+    let out = amoeba(&[
+        "run",
+        &conformance_module(),
+        "--input",
+        input.to_str().unwrap(),
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).1.contains("[N, 331, 331, 3]"),
+        "{}",
+        text(&out).1
+    );
+    assert!(!out_path.exists(), "no output on failure");
+}
