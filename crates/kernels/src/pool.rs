@@ -104,15 +104,7 @@ fn chunk<const L: usize, const MAX: bool>(input: &Nhwc, win: &Window, ch: usize,
         for dx in win.dx.clone() {
             let p = (win.origin + dy as isize * w + dx as isize) as usize;
             let x: &[f32; L] = input.data[p * ps + ch..][..L].try_into().unwrap();
-            // A fresh array per tap rather than in-place updates: in place,
-            // LLVM turns the max's select into masked stores to the stack.
-            acc = std::array::from_fn(|i| {
-                if MAX {
-                    fast_max(x[i], acc[i])
-                } else {
-                    acc[i] + x[i]
-                }
-            });
+            acc = tap::<L, MAX>(acc, x);
         }
     }
     if !MAX {
@@ -120,6 +112,22 @@ fn chunk<const L: usize, const MAX: bool>(input: &Nhwc, win: &Window, ch: usize,
         acc.iter_mut().for_each(|a| *a *= inv);
     }
     px[ch..ch + L].copy_from_slice(&acc);
+}
+
+/// One window element into the accumulator. A by-value array (in-place
+/// updates made LLVM turn the max's select into masked stores to the stack)
+/// and a plain loop (`array::from_fn` may stay un-inlined, losing the
+/// `#[target_feature]` context).
+#[inline(always)]
+fn tap<const L: usize, const MAX: bool>(mut acc: [f32; L], x: &[f32; L]) -> [f32; L] {
+    for i in 0..L {
+        acc[i] = if MAX {
+            fast_max(x[i], acc[i])
+        } else {
+            acc[i] + x[i]
+        };
+    }
+    acc
 }
 
 /// `out[b,y,x,:] = in[b, 2y+offset, 2x+offset, :]`, or 0 where that is out of

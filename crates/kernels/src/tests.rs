@@ -433,3 +433,17 @@ fn large_pointwise_uses_threads_correctly() {
     pointwise(input.view(), &wts, &bias, 1, out.view_mut());
     out.check(&want, 1e-5);
 }
+
+#[test]
+fn depthwise_register_blocks_on_wide_rows() {
+    // Rows wide enough for several 4-pixel interior blocks, with a channel
+    // tail after the 32-channel block chunks, both strides.
+    for (k, s) in [(3, 1), (5, 2), (7, 1), (7, 2)] {
+        let input = Buf::random([2, 9, 23, 70], 3, k as u64);
+        let wts = rand_vec(k * k * 70, 11);
+        let want = reference::depthwise(&input.view(), &wts, k, s, true);
+        let mut out = Buf::sentinel(want.shape, 5);
+        depthwise(input.view(), &wts, k, s, true, out.view_mut());
+        out.check(&want, 1e-5);
+    }
+}
