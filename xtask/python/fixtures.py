@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import tarfile
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -283,6 +284,16 @@ def check(root, conformance):
 # ---- golden for any module and the full-size synthetic module ---------------
 
 def golden_cmd(module, images, out, noise):
+    if os.path.isfile(module):
+        # hub.Module reads folders; a downloaded .tar.gz is unpacked first.
+        with tempfile.TemporaryDirectory(prefix="xtask-module-") as tmp:
+            with tarfile.open(module, "r:*") as tar:
+                tar.extractall(tmp, filter="data")
+            return _golden(tmp, module, images, out, noise)
+    return _golden(module, module, images, out, noise)
+
+
+def _golden(module, label, images, out, noise):
     size = hub_export.expected_image_size(module)
     _, pre = preprocess.preprocess_files(images, size[0], size[1])
     names = [os.path.basename(p) for p in images]
@@ -290,7 +301,7 @@ def golden_cmd(module, images, out, noise):
         pre = np.concatenate([pre, hub_export.noise_image(size[0], 0)[None]])
         names.append("uniform-noise")
     t = hub_export.run_golden(module, pre, out, {"photos": ",".join(names),
-                                                 "module": os.path.abspath(module)})
+                                                 "module": os.path.abspath(label)})
     for k, v in t.items():
         log(f"  {k} {list(v.shape)}")
     return 0
