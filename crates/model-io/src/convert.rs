@@ -38,6 +38,10 @@ struct Item {
     len: usize,
 }
 
+/// Stands in the header for the checkpoint's sha256 until the hash, computed on another
+/// thread while the tensors are written, is known; same length as the hex digest.
+const SHA256_PLACEHOLDER: &str = "sha256-of-the-checkpoint-is-computed-while-the-tensors-are-copie";
+
 /// Converts `model` into a safetensors file at `output`; `progress(done, total)` sees data bytes.
 pub fn convert(
     model: &Model,
@@ -52,43 +56,116 @@ pub fn convert(
             .cmp(&a.elem_size)
             .then_with(|| a.name.cmp(&b.name))
     });
-    let provenance = provenance(model)?;
-    let metadata = metadata(model, &provenance)?;
-    let header = header_bytes(&items, &metadata)?;
-    let total: u64 = items.iter().map(|i| i.len as u64).sum();
-    let write_err = |source| ModelError::Write {
+    let mut provenance = provenance(model);
+    let to_hash = match &model.kind {
+        ModelKind::Module(module) => Some(module.root().join("variables")),
+        ModelKind::Safetensors(_) => None,
+    };
+    if to_hash.is_some() {
+        provenance.checkpoint_sha256 = SHA256_PLACEHOLDER.to_string();
+    }
+    let header = header_bytes(&items, &metadata(model, &provenance)?);
+    let tmp = temp_output(output)?;
+    // Hashing the checkpoint (one read of the shards) overlaps with copying the tensors.
+    let (written, digest) = std::thread::scope(|scope| {
+        let hasher = to_hash.map(|dir| scope.spawn(move || checkpoint_sha256(&dir)));
+        let written = write_tensors(model, &items, &header, tmp.as_file(), output, progress);
+        let digest = hasher.map(|h| h.join().unwrap_or_else(|_| Err(panicked_hasher(output))));
+        (written, digest)
+    });
+    let data_bytes = written?;
+    if let Some(digest) = digest {
+        provenance.checkpoint_sha256 = digest?;
+        patch_placeholder(
+            tmp.as_file(),
+            &header,
+            &provenance.checkpoint_sha256,
+            output,
+        )?;
+    }
+    tmp.persist(output)
+        .map_err(|e| write_error(output, e.error))?;
+    Ok(ConvertReport {
+        output: output.to_path_buf(),
+        tensors: items.len(),
+        data_bytes,
+        provenance,
+    })
+}
+
+fn write_error(output: &Path, source: std::io::Error) -> ModelError {
+    ModelError::Write {
         path: output.to_path_buf(),
         source,
-    };
+    }
+}
+
+fn panicked_hasher(output: &Path) -> ModelError {
+    write_error(
+        output,
+        std::io::Error::other("the checkpoint hashing thread failed"),
+    )
+}
+
+/// A temporary file beside `output` (same file system, so the final rename is atomic);
+/// it is deleted if the conversion does not finish.
+fn temp_output(output: &Path) -> Result<tempfile::NamedTempFile, ModelError> {
     let dir = output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(".amoeba-convert-")
         .tempfile_in(dir)
-        .map_err(write_err)?;
-    let mut out = BufWriter::with_capacity(8 << 20, tmp.as_file());
+        .map_err(|e| write_error(output, e))
+}
+
+/// Writes the header and every tensor; returns the data bytes written.
+fn write_tensors(
+    model: &Model,
+    items: &[Item],
+    header: &[u8],
+    file: &std::fs::File,
+    output: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, ModelError> {
+    let write_err = |source| write_error(output, source);
+    let total: u64 = items.iter().map(|i| i.len as u64).sum();
+    let mut out = BufWriter::with_capacity(8 << 20, file);
     out.write_all(&(header.len() as u64).to_le_bytes())
         .map_err(write_err)?;
-    out.write_all(&header).map_err(write_err)?;
+    out.write_all(header).map_err(write_err)?;
     let mut done = 0u64;
-    for item in &items {
+    for item in items {
         let bytes = tensor_bytes(model, &item.name)?;
         check_len(model, item, &bytes)?;
         out.write_all(&bytes).map_err(write_err)?;
+        drop(bytes);
+        release(model, &item.name);
         done += item.len as u64;
         progress(done, total);
     }
     out.flush().map_err(write_err)?;
-    drop(out);
-    tmp.persist(output).map_err(|e| write_err(e.error))?;
-    Ok(ConvertReport {
-        output: output.to_path_buf(),
-        tensors: items.len(),
-        data_bytes: total,
-        provenance,
-    })
+    Ok(total)
+}
+
+/// Replaces the placeholder in the already written header with the real digest.
+fn patch_placeholder(
+    mut file: &std::fs::File,
+    header: &[u8],
+    digest: &str,
+    output: &Path,
+) -> Result<(), ModelError> {
+    use std::io::{Seek, SeekFrom};
+    let needle = SHA256_PLACEHOLDER.as_bytes();
+    let at = header
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .filter(|_| digest.len() == needle.len())
+        .ok_or_else(|| write_error(output, std::io::Error::other("lost the sha256 placeholder")))?;
+    file.seek(SeekFrom::Start(8 + at as u64))
+        .and_then(|_| file.write_all(digest.as_bytes()))
+        .map_err(|e| write_error(output, e))
 }
 
 fn list_items(model: &Model) -> Result<Vec<Item>, ModelError> {
@@ -155,6 +232,14 @@ fn tensor_bytes<'m>(model: &'m Model, name: &str) -> Result<Cow<'m, [u8]>, Model
     }
 }
 
+/// Lets go of a written tensor's pages so memory stays near the largest tensor.
+fn release(model: &Model, name: &str) {
+    match &model.kind {
+        ModelKind::Module(module) => module.bundle().release_tensor(name),
+        ModelKind::Safetensors(w) => w.release(name),
+    }
+}
+
 fn check_len(model: &Model, item: &Item, bytes: &[u8]) -> Result<(), ModelError> {
     if bytes.len() != item.len {
         return Err(invalid(
@@ -179,19 +264,20 @@ fn invalid(model: &Model, problem: String) -> ModelError {
 
 /// The source file name and the sha256 of its checkpoint data (carried over from a
 /// safetensors input).
-fn provenance(model: &Model) -> Result<Provenance, ModelError> {
+/// The source file name, and for a safetensors input the checkpoint hash it carries.
+fn provenance(model: &Model) -> Provenance {
     match &model.kind {
         ModelKind::Safetensors(w) => {
             let meta = w.metadata();
-            Ok(Provenance {
+            Provenance {
                 source_file: meta.get(keys::SOURCE_FILE).cloned().unwrap_or_default(),
                 checkpoint_sha256: meta.get(keys::SOURCE_SHA256).cloned().unwrap_or_default(),
-            })
+            }
         }
-        ModelKind::Module(module) => Ok(Provenance {
+        ModelKind::Module(module) => Provenance {
             source_file: file_name(module.source()),
-            checkpoint_sha256: checkpoint_sha256(&module.root().join("variables"))?,
-        }),
+            checkpoint_sha256: String::new(),
+        },
     }
 }
 
@@ -277,10 +363,7 @@ fn metadata(
 }
 
 /// The JSON header, padded with spaces to a multiple of 8 so the data starts aligned.
-fn header_bytes(
-    items: &[Item],
-    metadata: &BTreeMap<String, String>,
-) -> Result<Vec<u8>, ModelError> {
+fn header_bytes(items: &[Item], metadata: &BTreeMap<String, String>) -> Vec<u8> {
     let mut map = serde_json::Map::new();
     map.insert(
         "__metadata__".to_string(),
@@ -300,5 +383,5 @@ fn header_bytes(
     while bytes.len() % 8 != 0 {
         bytes.push(b' ');
     }
-    Ok(bytes)
+    bytes
 }

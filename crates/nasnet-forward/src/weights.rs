@@ -71,6 +71,30 @@ impl SafetensorsWeights {
         out
     }
 
+    /// Drops a tensor's pages from this process's resident memory (they stay in the page
+    /// cache), so that reading a file tensor by tensor keeps memory near the largest tensor.
+    pub fn release(&self, name: &str) {
+        let Some(info) = self.header.info(name) else {
+            return;
+        };
+        let (begin, end) = info.data_offsets;
+        // madvise works on whole pages: release only the pages inside the tensor.
+        const PAGE: usize = 4096;
+        let start = (self.data_start + begin).div_ceil(PAGE) * PAGE;
+        let stop = (self.data_start + end) / PAGE * PAGE;
+        if stop > start {
+            // SAFETY: a read-only shared file mapping; MADV_DONTNEED only drops this
+            // process's page-table entries and the next access faults the same bytes back in.
+            let _ = unsafe {
+                self.mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    stop - start,
+                )
+            };
+        }
+    }
+
     /// The raw bytes and dtype of one tensor.
     pub fn raw(&self, name: &str) -> Option<(safetensors::Dtype, &[u8])> {
         let info = self.header.info(name)?;
@@ -105,7 +129,9 @@ impl WeightSource for SafetensorsWeights {
                 dtype: format!("{dtype:?}"),
             });
         }
-        Ok(le_f32(bytes))
+        let values = le_f32(bytes);
+        self.release(name);
+        Ok(values)
     }
 }
 
@@ -141,6 +167,8 @@ impl WeightSource for HubModule {
                 source_name: self.source_name(),
                 problem: e.to_string(),
             })?;
-        Ok(le_f32(&bytes))
+        let values = le_f32(&bytes);
+        bundle.release_tensor(name);
+        Ok(values)
     }
 }

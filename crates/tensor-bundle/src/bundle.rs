@@ -188,6 +188,19 @@ impl TensorBundle {
         self.entries.iter().try_for_each(|e| self.verify_entry(e))
     }
 
+    /// Drops a tensor's pages from this process's resident memory once the caller is done
+    /// with its bytes (they stay in the OS page cache). Streaming readers such as a converter
+    /// call this after each tensor so that memory stays near the largest tensor, not the file.
+    /// Reading the tensor again afterwards is fine: the pages fault back in.
+    pub fn release_tensor(&self, name: &str) {
+        if let Some(entry) = self.entry(name) {
+            entry
+                .locations()
+                .into_iter()
+                .for_each(|loc| self.release(loc));
+        }
+    }
+
     fn verify_entry(&self, entry: &TensorEntry) -> Result<(), BundleError> {
         for loc in entry.locations() {
             self.verified(&entry.name, loc)?;
