@@ -17,9 +17,15 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let model = Model::open(&args.model)?;
     let bar = super::progress_bar("converting", std::io::stderr().is_terminal());
+    let interrupted = super::interrupt_flag();
     let mut progress = |done: u64, total: u64| {
         bar.set_length(total);
         bar.set_position(done);
+        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
     };
     let report = model_io::convert(&model, &args.output, &mut progress)?;
     bar.finish_and_clear();

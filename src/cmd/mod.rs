@@ -14,6 +14,20 @@ pub const EXIT_VERIFY_FAILED: u8 = 1;
 /// Bad input or usage.
 pub const EXIT_BAD_INPUT: u8 = 2;
 
+/// Set by Ctrl-C (SIGINT) or SIGTERM, so long-running writers can stop cleanly and remove
+/// their temporary files instead of dying mid-write.
+pub fn interrupt_flag() -> &'static std::sync::atomic::AtomicBool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::OnceLock;
+    static FLAG: AtomicBool = AtomicBool::new(false);
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        // Without a handler the default action kills the process; that is the fallback.
+        let _ = ctrlc::set_handler(|| FLAG.store(true, Ordering::Relaxed));
+    });
+    &FLAG
+}
+
 /// A progress bar on a terminal, hidden otherwise.
 pub fn progress_bar(message: &'static str, visible: bool) -> indicatif::ProgressBar {
     if !visible {

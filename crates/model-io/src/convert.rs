@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Read, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 /// Where the converted weights came from.
@@ -42,11 +43,13 @@ struct Item {
 /// thread while the tensors are written, is known; same length as the hex digest.
 const SHA256_PLACEHOLDER: &str = "sha256-of-the-checkpoint-is-computed-while-the-tensors-are-copie";
 
-/// Converts `model` into a safetensors file at `output`; `progress(done, total)` sees data bytes.
+/// Converts `model` into a safetensors file at `output`. `progress(done, total)` sees data
+/// bytes after each tensor; returning `ControlFlow::Break` stops the conversion (for example on
+/// Ctrl-C) with [`ModelError::Interrupted`], leaving no output and no temporary file.
 pub fn convert(
     model: &Model,
     output: &Path,
-    progress: &mut dyn FnMut(u64, u64),
+    progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
 ) -> Result<ConvertReport, ModelError> {
     let mut items = list_items(model)?;
     // Larger elements first keeps every tensor aligned to its element size (as the
@@ -127,7 +130,7 @@ fn write_tensors(
     header: &[u8],
     file: &std::fs::File,
     output: &Path,
-    progress: &mut dyn FnMut(u64, u64),
+    progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
 ) -> Result<u64, ModelError> {
     let write_err = |source| write_error(output, source);
     let total: u64 = items.iter().map(|i| i.len as u64).sum();
@@ -143,7 +146,11 @@ fn write_tensors(
         drop(bytes);
         release(model, &item.name);
         done += item.len as u64;
-        progress(done, total);
+        if progress(done, total).is_break() {
+            return Err(ModelError::Interrupted {
+                path: output.to_path_buf(),
+            });
+        }
     }
     out.flush().map_err(write_err)?;
     Ok(total)

@@ -31,6 +31,9 @@ pub enum ModelError {
         source: std::io::Error,
     },
 
+    #[error("{path}: interrupted; nothing was written")]
+    Interrupted { path: PathBuf },
+
     #[error("{path}: cannot read: {source}")]
     Read {
         path: PathBuf,
