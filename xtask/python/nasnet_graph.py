@@ -10,6 +10,9 @@ TF 1.x (kernel renames, SelectV2 dropout, missing constants, ...).
 """
 
 import tensorflow as tf
+# assign_moving_average(zero_debias=False) is what the official batch norm
+# uses; TF exposes it publicly only through this module.
+from tensorflow.python.training import moving_averages
 
 v1 = tf.compat.v1
 
@@ -152,7 +155,6 @@ class NetBuilder:
             if self.is_training:
                 y, mean, var = v1.nn.fused_batch_norm(x, gamma, beta, epsilon=BN_EPSILON,
                                                       is_training=True)
-                from tensorflow.python.training import moving_averages
                 for mv, value in ((moving_mean, mean), (moving_var, var)):
                     upd = moving_averages.assign_moving_average(mv, value, BN_DECAY,
                                                                 zero_debias=False)
