@@ -1,0 +1,67 @@
+//! The ImageNet class names, and softmax and top-k over logits.
+//!
+//! `data/imagenet_labels.txt` holds 1001 lines: `background` (TF-slim's class 0), then the
+//! 1000 ILSVRC-2012 classes in synset order, the order of TensorFlow's ImageNet models.
+//! It is written by `xtask/python/make_labels.py` from the torchvision 0.20.1 wheel.
+
+use std::sync::OnceLock;
+
+const IMAGENET_LABELS: &str = include_str!("../data/imagenet_labels.txt");
+
+/// The 1001 labels, index 0 `background`.
+pub fn imagenet() -> &'static [&'static str] {
+    static LABELS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    LABELS.get_or_init(|| IMAGENET_LABELS.lines().collect())
+}
+
+/// The name of class `index` of a model with `num_classes` outputs: the ImageNet label for
+/// 1001 classes (with background) or 1000 (without), else `class <index>`.
+pub fn class_name(index: usize, num_classes: usize) -> String {
+    let labels = imagenet();
+    let name = match num_classes {
+        1001 => labels.get(index),
+        1000 => labels.get(index + 1),
+        _ => None,
+    };
+    name.map_or_else(|| format!("class {index}"), |n| (*n).to_string())
+}
+
+/// Softmax of one image's logits, computed in float64 after subtracting the maximum so
+/// large logits cannot overflow.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|&e| (e / sum) as f32).collect()
+}
+
+/// The `k` largest values' indices and values, largest first; ties keep the lower index first.
+pub fn top_k(values: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut indexed: Vec<(usize, f32)> = values.iter().copied().enumerate().collect();
+    indexed.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    indexed.truncate(k);
+    indexed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_have_background_then_the_ilsvrc_classes() {
+        let labels = imagenet();
+        assert_eq!(labels.len(), 1001);
+        assert_eq!(labels[0], "background");
+        assert_eq!(labels[1], "tench");
+        assert_eq!(labels[1000], "toilet tissue");
+        assert_eq!(class_name(0, 1000), "tench");
+        assert_eq!(class_name(3, 10), "class 3");
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_top_k_orders() {
+        let p = softmax(&[1000.0, 1000.0, 0.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(top_k(&p, 2), vec![(0, 0.5), (1, 0.5)]);
+    }
+}
