@@ -100,6 +100,17 @@ fn fill_bias(out: &mut NhwcMut, bias: &[f32]) {
     });
 }
 
+/// Adds `bias` to every pixel of `out` (for a GEMM that accumulates onto existing values).
+fn add_bias(out: &mut NhwcMut, bias: &[f32]) {
+    let (w, ps) = (out.w, out.pixel_stride);
+    out.par_rows_mut().for_each(|row| {
+        for x in 0..w {
+            let px = &mut row[x * ps..][..bias.len()];
+            px.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+        }
+    });
+}
+
 /// 1x1 convolution as GEMM: `out = input(subsampled by stride, i.e.
 /// in[y*s][x*s]) @ weights[cin][cout] + bias`.
 ///
@@ -119,6 +130,35 @@ pub fn pointwise_with(
     stride: usize,
     relu_input: bool,
     scratch: &mut Vec<f32>,
+    out: NhwcMut,
+) {
+    pointwise_impl(input, weights, bias, stride, relu_input, scratch, false, out)
+}
+
+/// [`pointwise_with`] that adds its result onto `out` instead of overwriting it:
+/// `out += input @ weights + bias`. Two branches that are summed (a NASNet combination)
+/// then share one buffer, with no temporary and no separate add pass.
+pub fn pointwise_accumulate(
+    input: Nhwc,
+    weights: &[f32],
+    bias: &[f32],
+    stride: usize,
+    relu_input: bool,
+    scratch: &mut Vec<f32>,
+    out: NhwcMut,
+) {
+    pointwise_impl(input, weights, bias, stride, relu_input, scratch, true, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pointwise_impl(
+    input: Nhwc,
+    weights: &[f32],
+    bias: &[f32],
+    stride: usize,
+    relu_input: bool,
+    scratch: &mut Vec<f32>,
+    accumulate: bool,
     mut out: NhwcMut,
 ) {
     input.validate();
@@ -138,7 +178,11 @@ pub fn pointwise_with(
         cout,
     ];
     assert_eq!(out.shape(), expect, "pointwise output shape");
-    fill_bias(&mut out, bias);
+    if accumulate {
+        add_bias(&mut out, bias);
+    } else {
+        fill_bias(&mut out, bias);
+    }
     let m = out.pixels();
     if stride == 1 && !relu_input {
         let ps = input.pixel_stride;

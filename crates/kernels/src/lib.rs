@@ -26,7 +26,9 @@ mod reference;
 mod tests;
 
 pub use batch_norm::{batch_norm_scale_shift, fold_batch_norm};
-pub use conv::{conv2d, conv2d_with, dense, matmul, pointwise, pointwise_with, ConvGeom};
+pub use conv::{
+    conv2d, conv2d_with, dense, matmul, pointwise, pointwise_accumulate, pointwise_with, ConvGeom,
+};
 pub use depthwise::depthwise;
 pub use elementwise::{add, add_assign, batch_norm, copy, global_mean, relu};
 pub use padding::{output_size, Padding};

@@ -136,6 +136,26 @@ proptest! {
     }
 
     #[test]
+    fn pointwise_accumulate_adds_onto_out(
+        n in 1usize..3, h in 1usize..9, w in 1usize..9, cin in 1usize..30, cout in 1usize..30,
+        stride in 1usize..3, relu_in in any::<bool>(), extra in 0usize..4, seed in any::<u64>(),
+    ) {
+        let input = Buf::random([n, h, w, cin], extra, seed);
+        let wts = rand_vec(cin * cout, seed ^ 1);
+        let bias = rand_vec(cout, seed ^ 2);
+        let mut want = reference::conv2d(&input.view(), &wts, 1, 1, [stride; 2], Padding::Same, &bias, relu_in);
+        let base = Buf::random(want.shape, 0, seed ^ 3);
+        let mut out = Buf::sentinel(want.shape, extra);
+        copy(base.view(), out.view_mut());
+        for (i, b) in base.data.iter().enumerate() {
+            want.val[i] += f64::from(*b);
+            want.mag[i] += f64::from(b.abs());
+        }
+        pointwise_accumulate(input.view(), &wts, &bias, stride, relu_in, &mut Vec::new(), out.view_mut());
+        out.check(&want, 1e-5);
+    }
+
+    #[test]
     fn depthwise_matches_reference(
         n in 1usize..3, h in 1usize..12, w in 1usize..12, c in 1usize..90,
         k in kernel_size(), stride in 1usize..3, relu_in in any::<bool>(),

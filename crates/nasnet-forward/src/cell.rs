@@ -1,45 +1,10 @@
 //! One cell: its hidden states, the ten operations and the output concat.
 
-use crate::layers::{relu, ConvBn, Loader};
+use crate::layers::{ConvBn, Loader, Write};
+use crate::ops::{load_op, OpLayer, StateShape};
 use crate::{ForwardError, Tensor};
 use kernels::{Nhwc, NhwcMut};
-use nasnet_genotype::{CellLayout, CellSpec, Operation, PrevAdjust};
-
-/// A loaded operation of a combination (`comb_iter_i/left` or `right`).
-pub(crate) enum OpLayer {
-    /// `none` with matching shape: the input itself.
-    Identity,
-    /// `separable_KxK_N`: N times ReLU -> depthwise (stride on the first) -> pointwise+BN.
-    Separable {
-        k: usize,
-        stride: usize,
-        layers: Vec<(Vec<f32>, ConvBn)>,
-    },
-    /// Pooling, then a plain 1x1+BN when the input's width differs from the cell's.
-    Pool {
-        avg: bool,
-        k: usize,
-        stride: usize,
-        proj: Option<ConvBn>,
-    },
-    /// `1x1`, or `none` that must change stride or width: ReLU -> 1x1 (strided) -> BN.
-    Conv1x1 { stride: usize, conv: ConvBn },
-    /// `KxK`: ReLU -> pre_1x1 -> ReLU -> KxK (strided) -> ReLU -> post_1x1 (each with its BN).
-    Bottleneck {
-        stride: usize,
-        pre: Option<ConvBn>,
-        conv: ConvBn,
-        post: Option<ConvBn>,
-    },
-    /// `1xK_Kx1`: ReLU -> pre_1x1 -> ReLU -> 1xK [1,s] -> ReLU -> Kx1 [s,1] -> ReLU -> post_1x1.
-    Factorized {
-        stride: usize,
-        pre: Option<ConvBn>,
-        row: ConvBn,
-        col: ConvBn,
-        post: Option<ConvBn>,
-    },
-}
+use nasnet_genotype::{CellLayout, CellSpec, PrevAdjust};
 
 /// How h1 is made from the `prev_layer` input.
 pub(crate) enum PrevLayer {
@@ -57,6 +22,8 @@ pub(crate) struct CellLayer {
     begin: ConvBn,
     prev: PrevLayer,
     ops: Vec<OpLayer>,
+    /// Shapes (h, w, c) of the states h0..h6.
+    shapes: Vec<StateShape>,
     /// The concatenated states in order, each with what makes it match the last state.
     concat: Vec<(usize, Option<ConcatAdjust>)>,
 }
@@ -69,9 +36,6 @@ pub(crate) enum ConcatAdjust {
     /// Only the width differs: `path_conv` 1x1 and `path_bn`.
     Project(ConvBn),
 }
-
-/// Spatial size and channels of a state.
-type StateShape = [usize; 3];
 
 impl CellLayer {
     /// Loads a cell's weights. `prev_shape` is the shape of the `prev_layer` input, if any.
@@ -125,50 +89,54 @@ impl CellLayer {
             begin,
             prev,
             ops,
+            shapes: states,
             concat,
         })
     }
 
-    /// Runs the cell on its `net` input and its `prev_layer` input (absent for the first stem cell).
-    pub fn forward(&self, net: &Tensor, prev: Option<&Tensor>) -> Tensor {
-        let relu_net = relu(net.view());
-        let h0 = self.begin.apply(relu_net.view(), [1, 1]);
-        drop(relu_net);
-        let h1 = self.prev_state(net, prev);
+    /// Runs the cell on its `net` input and its `prev_layer` input (absent for the first
+    /// stem cell). `scratch` is reused for gathered GEMM inputs.
+    pub fn forward(&self, net: &Tensor, prev: Option<&Tensor>, scratch: &mut Vec<f32>) -> Tensor {
+        let h0 = self.begin.apply(net.view(), [1, 1], true, scratch);
+        let h1 = self.prev_state(net, prev, scratch);
+        let n = net.shape[0];
         let mut states: Vec<Tensor> = vec![h0, h1];
         for i in 0..5 {
-            let left = self.run_op(2 * i, &states);
-            let right = self.run_op(2 * i + 1, &states);
-            let mut sum = left;
-            kernels::add_assign(sum.view_mut(), right.view());
+            let [h, w, c] = self.shapes[2 + i];
+            let mut sum = Tensor::zeros([n, h, w, c]);
+            // The branch ending in a GEMM goes second and adds onto the first.
+            let (first, second) =
+                if self.ops[2 * i].ends_in_gemm() && !self.ops[2 * i + 1].ends_in_gemm() {
+                    (2 * i + 1, 2 * i)
+                } else {
+                    (2 * i, 2 * i + 1)
+                };
+            for (j, write) in [(first, Write::Overwrite), (second, Write::Accumulate)] {
+                let input = states[self.spec.hiddenstate_indices[j]].view();
+                self.ops[j].run(input, write, scratch, sum.view_mut());
+            }
             states.push(sum);
         }
-        self.concat_output(&states)
+        self.concat_output(&states, scratch)
     }
 
-    fn prev_state(&self, net: &Tensor, prev: Option<&Tensor>) -> Tensor {
+    fn prev_state(&self, net: &Tensor, prev: Option<&Tensor>, scratch: &mut Vec<f32>) -> Tensor {
         let prev = prev.unwrap_or(net);
         match &self.prev {
             PrevLayer::UseInput => net.clone(),
             PrevLayer::Unchanged => prev.clone(),
-            PrevLayer::Prev1x1(conv) => conv.apply(relu(prev.view()).view(), [1, 1]),
+            PrevLayer::Prev1x1(conv) => conv.apply(prev.view(), [1, 1], true, scratch),
             PrevLayer::FactorizedReduction(path1, path2) => {
-                let x = relu(prev.view());
-                let [n, h, w, _] = x.shape;
+                let [n, h, w, _] = prev.shape;
                 let mut out =
                     Tensor::zeros([n, h.div_ceil(2), w.div_ceil(2), path1.cout + path2.cout]);
-                factorized_reduction(x.view(), path1, path2, out.view_mut());
+                factorized_reduction(prev.view(), path1, path2, true, scratch, out.view_mut());
                 out
             }
         }
     }
 
-    fn run_op(&self, j: usize, states: &[Tensor]) -> Tensor {
-        let input = &states[self.spec.hiddenstate_indices[j]];
-        run_op(&self.ops[j], input.view())
-    }
-
-    fn concat_output(&self, states: &[Tensor]) -> Tensor {
+    fn concat_output(&self, states: &[Tensor], scratch: &mut Vec<f32>) -> Tensor {
         let last = &states[states.len() - 1];
         let [n, h, w, br] = last.shape;
         let mut out = Tensor::zeros([n, h, w, br * self.concat.len()]);
@@ -177,8 +145,12 @@ impl CellLayer {
             let state = states[*j].view();
             match adjust {
                 None => kernels::copy(state, slice),
-                Some(ConcatAdjust::Project(conv)) => conv.run(state, [1, 1], slice),
-                Some(ConcatAdjust::Reduce(p1, p2)) => factorized_reduction(state, p1, p2, slice),
+                Some(ConcatAdjust::Project(conv)) => {
+                    conv.run(state, [1, 1], false, Write::Overwrite, scratch, slice)
+                }
+                Some(ConcatAdjust::Reduce(p1, p2)) => {
+                    factorized_reduction(state, p1, p2, false, scratch, slice)
+                }
             }
         }
         out
@@ -236,206 +208,6 @@ fn load_factorized_reduction(
     Ok((path(1, 0..half)?, path(2, half..2 * half)?))
 }
 
-/// Loads one operation reading a state of `input` shape; returns it and its output shape.
-fn load_op(
-    loader: &Loader,
-    scope: &str,
-    op: Operation,
-    input: StateShape,
-    stride: usize,
-    br: usize,
-) -> Result<(OpLayer, StateShape), ForwardError> {
-    let [h, w, c] = input;
-    let out_shape = [h.div_ceil(stride), w.div_ceil(stride), br];
-    let layer = match op {
-        Operation::Identity if stride == 1 && c == br => return Ok((OpLayer::Identity, input)),
-        Operation::Identity | Operation::Conv1x1 => OpLayer::Conv1x1 {
-            stride,
-            conv: loader.conv_bn(
-                &format!("{scope}/1x1/weights"),
-                &format!("{scope}/bn_1"),
-                1,
-                1,
-                c,
-                Some(br),
-            )?,
-        },
-        Operation::AvgPool { kernel } | Operation::MaxPool { kernel } => {
-            let proj = if c != br {
-                Some(loader.conv_bn(
-                    &format!("{scope}/1x1/weights"),
-                    &format!("{scope}/bn_1"),
-                    1,
-                    1,
-                    c,
-                    Some(br),
-                )?)
-            } else {
-                None
-            };
-            let avg = matches!(op, Operation::AvgPool { .. });
-            OpLayer::Pool {
-                avg,
-                k: kernel,
-                stride,
-                proj,
-            }
-        }
-        Operation::Separable { kernel, repeats } => {
-            load_separable(loader, scope, kernel, repeats, c, br, stride)?
-        }
-        Operation::Factorized { kernel } => load_factorized(loader, scope, kernel, c, br, stride)?,
-        Operation::Conv {
-            kernel,
-            dilation: 1,
-        } => load_bottleneck_conv(loader, scope, kernel, c, br, stride)?,
-        Operation::Conv { kernel, dilation } => {
-            return Err(ForwardError::Unsupported(format!(
-            "{scope}: dilated {kernel}x{kernel} convolution (rate {dilation}) is not implemented"
-        )))
-        }
-    };
-    Ok((layer, out_shape))
-}
-
-fn load_separable(
-    loader: &Loader,
-    scope: &str,
-    k: usize,
-    repeats: usize,
-    c: usize,
-    br: usize,
-    stride: usize,
-) -> Result<OpLayer, ForwardError> {
-    let mut layers = Vec::with_capacity(repeats);
-    let mut cin = c;
-    for n in 1..=repeats {
-        let sep = format!("{scope}/separable_{k}x{k}_{n}");
-        let dw = loader.depthwise(&format!("{sep}/depthwise_weights"), k, cin)?;
-        let pw = loader.conv_bn(
-            &format!("{sep}/pointwise_weights"),
-            &format!("{scope}/bn_sep_{k}x{k}_{n}"),
-            1,
-            1,
-            cin,
-            Some(br),
-        )?;
-        layers.push((dw, pw));
-        cin = br;
-    }
-    Ok(OpLayer::Separable { k, stride, layers })
-}
-
-fn load_factorized(
-    loader: &Loader,
-    scope: &str,
-    k: usize,
-    c: usize,
-    br: usize,
-    stride: usize,
-) -> Result<OpLayer, ForwardError> {
-    // The bottleneck exists only when the reduced width is at least 1.
-    let pre = if loader.has(&format!("{scope}/pre_1x1/weights")) {
-        Some(loader.conv_bn(
-            &format!("{scope}/pre_1x1/weights"),
-            &format!("{scope}/pre_bn"),
-            1,
-            1,
-            c,
-            None,
-        )?)
-    } else {
-        None
-    };
-    let mid = pre.as_ref().map_or(c, |p| p.cout);
-    let row = loader.conv_bn(
-        &format!("{scope}/1x{k}/weights"),
-        &format!("{scope}/bn_1x{k}_{k}x1"),
-        1,
-        k,
-        mid,
-        Some(mid),
-    )?;
-    let col = loader.conv_bn(
-        &format!("{scope}/{k}x1/weights"),
-        &format!("{scope}/bn"),
-        k,
-        1,
-        mid,
-        Some(mid),
-    )?;
-    let post = if pre.is_some() {
-        Some(loader.conv_bn(
-            &format!("{scope}/post_1x1/weights"),
-            &format!("{scope}/post_bn"),
-            1,
-            1,
-            mid,
-            Some(br),
-        )?)
-    } else {
-        None
-    };
-    Ok(OpLayer::Factorized {
-        stride,
-        pre,
-        row,
-        col,
-        post,
-    })
-}
-
-/// `KxK`: ReLU -> pre_1x1 -> BN -> ReLU -> KxK (strided) -> `bn` -> ReLU -> post_1x1 -> BN.
-fn load_bottleneck_conv(
-    loader: &Loader,
-    scope: &str,
-    k: usize,
-    c: usize,
-    br: usize,
-    stride: usize,
-) -> Result<OpLayer, ForwardError> {
-    let pre = if loader.has(&format!("{scope}/pre_1x1/weights")) {
-        Some(loader.conv_bn(
-            &format!("{scope}/pre_1x1/weights"),
-            &format!("{scope}/pre_bn"),
-            1,
-            1,
-            c,
-            None,
-        )?)
-    } else {
-        None
-    };
-    let mid = pre.as_ref().map_or(c, |p| p.cout);
-    let out = if pre.is_some() { mid } else { br };
-    let conv = loader.conv_bn(
-        &format!("{scope}/{k}x{k}/weights"),
-        &format!("{scope}/bn"),
-        k,
-        k,
-        mid,
-        Some(out),
-    )?;
-    let post = if pre.is_some() {
-        Some(loader.conv_bn(
-            &format!("{scope}/post_1x1/weights"),
-            &format!("{scope}/post_bn"),
-            1,
-            1,
-            mid,
-            Some(br),
-        )?)
-    } else {
-        None
-    };
-    Ok(OpLayer::Bottleneck {
-        stride,
-        pre,
-        conv,
-        post,
-    })
-}
-
 /// The states to concatenate, with the adjustment each needs to match the last state.
 fn concat_states(
     loader: &Loader,
@@ -483,91 +255,17 @@ fn concat_states(
     Ok(concat)
 }
 
-/// Runs an operation on a state.
-fn run_op(op: &OpLayer, input: Nhwc) -> Tensor {
-    match op {
-        OpLayer::Identity => {
-            let mut out = Tensor::zeros(input.shape());
-            kernels::copy(input, out.view_mut());
-            out
-        }
-        OpLayer::Separable { k, stride, layers } => run_separable(input, *k, *stride, layers),
-        OpLayer::Pool {
-            avg,
-            k,
-            stride,
-            proj,
-        } => {
-            let [n, h, w, c] = input.shape();
-            let mut pooled = Tensor::zeros([n, h.div_ceil(*stride), w.div_ceil(*stride), c]);
-            if *avg {
-                kernels::avg_pool(input, *k, *stride, pooled.view_mut());
-            } else {
-                kernels::max_pool(input, *k, *stride, pooled.view_mut());
-            }
-            match proj {
-                Some(conv) => conv.apply(pooled.view(), [1, 1]),
-                None => pooled,
-            }
-        }
-        OpLayer::Conv1x1 { stride, conv } => conv.apply(relu(input).view(), [*stride, *stride]),
-        OpLayer::Bottleneck {
-            stride,
-            pre,
-            conv,
-            post,
-        } => {
-            let mut x = relu(input);
-            if let Some(pre) = pre {
-                x = relu(pre.apply(x.view(), [1, 1]).view());
-            }
-            x = conv.apply(x.view(), [*stride, *stride]);
-            match post {
-                Some(post) => post.apply(relu(x.view()).view(), [1, 1]),
-                None => x,
-            }
-        }
-        OpLayer::Factorized {
-            stride,
-            pre,
-            row,
-            col,
-            post,
-        } => {
-            let mut x = relu(input);
-            if let Some(pre) = pre {
-                x = relu(pre.apply(x.view(), [1, 1]).view());
-            }
-            x = relu(row.apply(x.view(), [1, *stride]).view());
-            x = col.apply(x.view(), [*stride, 1]);
-            match post {
-                Some(post) => post.apply(relu(x.view()).view(), [1, 1]),
-                None => x,
-            }
-        }
-    }
-}
-
-fn run_separable(input: Nhwc, k: usize, stride: usize, layers: &[(Vec<f32>, ConvBn)]) -> Tensor {
-    let mut current: Option<Tensor> = None;
-    for (n, (dw, pw)) in layers.iter().enumerate() {
-        let x = current.as_ref().map_or(input, |t| t.view());
-        let s = if n == 0 { stride } else { 1 };
-        let [b, h, w, c] = x.shape();
-        let mut depth = Tensor::zeros([b, h.div_ceil(s), w.div_ceil(s), c]);
-        kernels::depthwise(x, dw, k, s, true, depth.view_mut());
-        current = Some(pw.apply(depth.view(), [1, 1]));
-    }
-    current.unwrap_or_else(|| {
-        let mut out = Tensor::zeros(input.shape());
-        kernels::copy(input, out.view_mut());
-        out
-    })
-}
-
 /// The two half-width stride-2 paths into `out` (batch norm folded into each path):
 /// path1 reads x[::2, ::2], path2 x[1::2, 1::2] with a zero row/column past odd sizes.
-fn factorized_reduction(x: Nhwc, path1: &ConvBn, path2: &ConvBn, mut out: NhwcMut) {
+/// `relu` applies a ReLU to `x` first (it commutes with the subsampling).
+fn factorized_reduction(
+    x: Nhwc,
+    path1: &ConvBn,
+    path2: &ConvBn,
+    relu: bool,
+    scratch: &mut Vec<f32>,
+    mut out: NhwcMut,
+) {
     let [n, h, w, c] = x.shape();
     let mut sub = Tensor::zeros([n, h.div_ceil(2), w.div_ceil(2), c]);
     let halves = [
@@ -576,6 +274,7 @@ fn factorized_reduction(x: Nhwc, path1: &ConvBn, path2: &ConvBn, mut out: NhwcMu
     ];
     for (offset, (path, range)) in halves.into_iter().enumerate() {
         kernels::subsample2(x, offset, sub.view_mut());
-        path.run(sub.view(), [1, 1], out.reborrow().channels_mut(range));
+        let slice = out.reborrow().channels_mut(range);
+        path.run(sub.view(), [1, 1], relu, Write::Overwrite, scratch, slice);
     }
 }

@@ -132,39 +132,81 @@ impl Loader<'_> {
     }
 }
 
+/// Whether a layer overwrites its output or adds onto it (the second branch of a sum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    Overwrite,
+    Accumulate,
+}
+
 impl ConvBn {
-    /// Runs the convolution (any kernel size) into `out`.
-    pub fn run(&self, input: Nhwc, stride: [usize; 2], out: NhwcMut) {
+    /// Runs the convolution (SAME padding, any kernel size) on `input`, with an optional ReLU
+    /// applied as the input is read, writing or adding into `out`.
+    pub fn run(
+        &self,
+        x: Nhwc,
+        stride: [usize; 2],
+        relu_input: bool,
+        write: Write,
+        scratch: &mut Vec<f32>,
+        out: NhwcMut,
+    ) {
         if self.kh == 1 && self.kw == 1 && stride[0] == stride[1] {
-            kernels::pointwise(input, &self.w, &self.bias, stride[0], out);
-        } else {
-            kernels::conv2d(
-                input,
-                &self.w,
-                self.kh,
-                self.kw,
-                stride,
-                Padding::Same,
-                &self.bias,
-                out,
-            );
+            let f = match write {
+                Write::Overwrite => kernels::pointwise_with,
+                Write::Accumulate => kernels::pointwise_accumulate,
+            };
+            return f(x, &self.w, &self.bias, stride[0], relu_input, scratch, out);
+        }
+        let geom = kernels::ConvGeom {
+            kh: self.kh,
+            kw: self.kw,
+            stride,
+            padding: Padding::Same,
+        };
+        match write {
+            Write::Overwrite => {
+                kernels::conv2d_with(x, &self.w, geom, &self.bias, relu_input, scratch, out)
+            }
+            Write::Accumulate => {
+                let mut t = Tensor::zeros(out.shape());
+                kernels::conv2d_with(
+                    x,
+                    &self.w,
+                    geom,
+                    &self.bias,
+                    relu_input,
+                    scratch,
+                    t.view_mut(),
+                );
+                kernels::add_assign(out, t.view());
+            }
         }
     }
 
-    /// Runs the convolution into a new tensor of the right shape (SAME padding).
-    pub fn apply(&self, input: Nhwc, stride: [usize; 2]) -> Tensor {
-        let [n, h, w, _] = input.shape();
-        let oh = h.div_ceil(stride[0]);
-        let ow = w.div_ceil(stride[1]);
-        let mut out = Tensor::zeros([n, oh, ow, self.cout]);
-        self.run(input, stride, out.view_mut());
+    /// The output shape for `input` at `stride` (SAME padding).
+    pub fn output_shape(&self, input: [usize; 4], stride: [usize; 2]) -> [usize; 4] {
+        let [n, h, w, _] = input;
+        [n, h.div_ceil(stride[0]), w.div_ceil(stride[1]), self.cout]
+    }
+
+    /// Runs the convolution into a new tensor.
+    pub fn apply(
+        &self,
+        x: Nhwc,
+        stride: [usize; 2],
+        relu_input: bool,
+        scratch: &mut Vec<f32>,
+    ) -> Tensor {
+        let mut out = Tensor::zeros(self.output_shape(x.shape(), stride));
+        self.run(
+            x,
+            stride,
+            relu_input,
+            Write::Overwrite,
+            scratch,
+            out.view_mut(),
+        );
         out
     }
-}
-
-/// ReLU into a new tensor.
-pub(crate) fn relu(input: Nhwc) -> Tensor {
-    let mut out = Tensor::zeros(input.shape());
-    kernels::relu(input, out.view_mut());
-    out
 }

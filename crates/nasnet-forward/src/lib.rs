@@ -17,6 +17,7 @@ mod cell;
 mod error;
 mod layers;
 mod network;
+mod ops;
 mod tensor;
 mod weights;
 

@@ -79,6 +79,8 @@ impl Network {
         self.check_input(images)?;
         let scaled = self.scale_input(images);
         let stem_out = self.run_stem(&scaled);
+        // Gathered GEMM inputs, reused by every layer of the pass.
+        let mut scratch = Vec::new();
         drop(scaled);
         // outputs[0] is the stem; outputs[k] the output of cell k-1. Only the last two are
         // ever read again, so older ones are dropped as the pass goes on.
@@ -97,7 +99,7 @@ impl Network {
             let prev = layout
                 .prev
                 .and_then(|p| outputs.get(p).and_then(Option::as_ref));
-            let out = cell.forward(net, prev);
+            let out = cell.forward(net, prev, &mut scratch);
             tap(&layout.scope, &out);
             outputs.push(Some(out));
             if k >= 1 {

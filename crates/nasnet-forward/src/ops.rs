@@ -1,0 +1,413 @@
+//! The operations of a combination (`comb_iter_i/left` and `right`): loading them with
+//! their weights, and running them with the fewest passes over memory.
+//!
+//! A combination is `left + right`. The branch that ends in a GEMM is run second and
+//! *accumulates* onto the first branch's output ([`Write::Accumulate`]), so the sum needs no
+//! temporary and no separate add pass. ReLUs are applied as the next layer reads its input.
+
+use crate::layers::{ConvBn, Loader, Write};
+use crate::{ForwardError, Tensor};
+use kernels::{Nhwc, NhwcMut};
+use nasnet_genotype::Operation;
+
+/// Spatial size and channels of a state.
+pub(crate) type StateShape = [usize; 3];
+
+/// A loaded operation of a combination (`comb_iter_i/left` or `right`).
+pub(crate) enum OpLayer {
+    /// `none` with matching shape: the input itself.
+    Identity,
+    /// `separable_KxK_N`: N times ReLU -> depthwise (stride on the first) -> pointwise+BN.
+    Separable {
+        k: usize,
+        stride: usize,
+        layers: Vec<(Vec<f32>, ConvBn)>,
+    },
+    /// Pooling, then a plain 1x1+BN when the input's width differs from the cell's.
+    Pool {
+        avg: bool,
+        k: usize,
+        stride: usize,
+        proj: Option<ConvBn>,
+    },
+    /// `1x1`, or `none` that must change stride or width: ReLU -> 1x1 (strided) -> BN.
+    Conv1x1 { stride: usize, conv: ConvBn },
+    /// `KxK`: ReLU -> pre_1x1 -> ReLU -> KxK (strided) -> ReLU -> post_1x1 (each with its BN).
+    Bottleneck {
+        stride: usize,
+        pre: Option<ConvBn>,
+        conv: ConvBn,
+        post: Option<ConvBn>,
+    },
+    /// `1xK_Kx1`: ReLU -> pre_1x1 -> ReLU -> 1xK [1,s] -> ReLU -> Kx1 [s,1] -> ReLU -> post_1x1.
+    Factorized {
+        stride: usize,
+        pre: Option<ConvBn>,
+        row: ConvBn,
+        col: ConvBn,
+        post: Option<ConvBn>,
+    },
+}
+
+/// Loads one operation reading a state of `input` shape; returns it and its output shape.
+pub(crate) fn load_op(
+    loader: &Loader,
+    scope: &str,
+    op: Operation,
+    input: StateShape,
+    stride: usize,
+    br: usize,
+) -> Result<(OpLayer, StateShape), ForwardError> {
+    let [h, w, c] = input;
+    let out_shape = [h.div_ceil(stride), w.div_ceil(stride), br];
+    let layer = match op {
+        Operation::Identity if stride == 1 && c == br => return Ok((OpLayer::Identity, input)),
+        Operation::Identity | Operation::Conv1x1 => OpLayer::Conv1x1 {
+            stride,
+            conv: loader.conv_bn(
+                &format!("{scope}/1x1/weights"),
+                &format!("{scope}/bn_1"),
+                1,
+                1,
+                c,
+                Some(br),
+            )?,
+        },
+        Operation::AvgPool { kernel } | Operation::MaxPool { kernel } => {
+            let proj = if c != br {
+                Some(loader.conv_bn(
+                    &format!("{scope}/1x1/weights"),
+                    &format!("{scope}/bn_1"),
+                    1,
+                    1,
+                    c,
+                    Some(br),
+                )?)
+            } else {
+                None
+            };
+            let avg = matches!(op, Operation::AvgPool { .. });
+            OpLayer::Pool {
+                avg,
+                k: kernel,
+                stride,
+                proj,
+            }
+        }
+        Operation::Separable { kernel, repeats } => {
+            load_separable(loader, scope, kernel, repeats, c, br, stride)?
+        }
+        Operation::Factorized { kernel } => load_factorized(loader, scope, kernel, c, br, stride)?,
+        Operation::Conv {
+            kernel,
+            dilation: 1,
+        } => load_bottleneck_conv(loader, scope, kernel, c, br, stride)?,
+        Operation::Conv { kernel, dilation } => {
+            return Err(ForwardError::Unsupported(format!(
+            "{scope}: dilated {kernel}x{kernel} convolution (rate {dilation}) is not implemented"
+        )))
+        }
+    };
+    Ok((layer, out_shape))
+}
+
+fn load_separable(
+    loader: &Loader,
+    scope: &str,
+    k: usize,
+    repeats: usize,
+    c: usize,
+    br: usize,
+    stride: usize,
+) -> Result<OpLayer, ForwardError> {
+    let mut layers = Vec::with_capacity(repeats);
+    let mut cin = c;
+    for n in 1..=repeats {
+        let sep = format!("{scope}/separable_{k}x{k}_{n}");
+        let dw = loader.depthwise(&format!("{sep}/depthwise_weights"), k, cin)?;
+        let pw = loader.conv_bn(
+            &format!("{sep}/pointwise_weights"),
+            &format!("{scope}/bn_sep_{k}x{k}_{n}"),
+            1,
+            1,
+            cin,
+            Some(br),
+        )?;
+        layers.push((dw, pw));
+        cin = br;
+    }
+    Ok(OpLayer::Separable { k, stride, layers })
+}
+
+fn load_factorized(
+    loader: &Loader,
+    scope: &str,
+    k: usize,
+    c: usize,
+    br: usize,
+    stride: usize,
+) -> Result<OpLayer, ForwardError> {
+    // The bottleneck exists only when the reduced width is at least 1.
+    let pre = if loader.has(&format!("{scope}/pre_1x1/weights")) {
+        Some(loader.conv_bn(
+            &format!("{scope}/pre_1x1/weights"),
+            &format!("{scope}/pre_bn"),
+            1,
+            1,
+            c,
+            None,
+        )?)
+    } else {
+        None
+    };
+    let mid = pre.as_ref().map_or(c, |p| p.cout);
+    let row = loader.conv_bn(
+        &format!("{scope}/1x{k}/weights"),
+        &format!("{scope}/bn_1x{k}_{k}x1"),
+        1,
+        k,
+        mid,
+        Some(mid),
+    )?;
+    let col = loader.conv_bn(
+        &format!("{scope}/{k}x1/weights"),
+        &format!("{scope}/bn"),
+        k,
+        1,
+        mid,
+        Some(mid),
+    )?;
+    let post = if pre.is_some() {
+        Some(loader.conv_bn(
+            &format!("{scope}/post_1x1/weights"),
+            &format!("{scope}/post_bn"),
+            1,
+            1,
+            mid,
+            Some(br),
+        )?)
+    } else {
+        None
+    };
+    Ok(OpLayer::Factorized {
+        stride,
+        pre,
+        row,
+        col,
+        post,
+    })
+}
+
+/// `KxK`: ReLU -> pre_1x1 -> BN -> ReLU -> KxK (strided) -> `bn` -> ReLU -> post_1x1 -> BN.
+fn load_bottleneck_conv(
+    loader: &Loader,
+    scope: &str,
+    k: usize,
+    c: usize,
+    br: usize,
+    stride: usize,
+) -> Result<OpLayer, ForwardError> {
+    let pre = if loader.has(&format!("{scope}/pre_1x1/weights")) {
+        Some(loader.conv_bn(
+            &format!("{scope}/pre_1x1/weights"),
+            &format!("{scope}/pre_bn"),
+            1,
+            1,
+            c,
+            None,
+        )?)
+    } else {
+        None
+    };
+    let mid = pre.as_ref().map_or(c, |p| p.cout);
+    let out = if pre.is_some() { mid } else { br };
+    let conv = loader.conv_bn(
+        &format!("{scope}/{k}x{k}/weights"),
+        &format!("{scope}/bn"),
+        k,
+        k,
+        mid,
+        Some(out),
+    )?;
+    let post = if pre.is_some() {
+        Some(loader.conv_bn(
+            &format!("{scope}/post_1x1/weights"),
+            &format!("{scope}/post_bn"),
+            1,
+            1,
+            mid,
+            Some(br),
+        )?)
+    } else {
+        None
+    };
+    Ok(OpLayer::Bottleneck {
+        stride,
+        pre,
+        conv,
+        post,
+    })
+}
+
+impl OpLayer {
+    /// Whether the operation's last step is a pointwise GEMM that can add onto its output.
+    pub fn ends_in_gemm(&self) -> bool {
+        match self {
+            OpLayer::Identity => false,
+            OpLayer::Separable { .. } | OpLayer::Conv1x1 { .. } => true,
+            OpLayer::Pool { proj, .. } => proj.is_some(),
+            OpLayer::Factorized { post, .. } | OpLayer::Bottleneck { post, .. } => post.is_some(),
+        }
+    }
+
+    /// Runs the operation on `x`, writing or adding its result into `out`.
+    pub fn run(&self, x: Nhwc, write: Write, scratch: &mut Vec<f32>, out: NhwcMut) {
+        match self {
+            OpLayer::Identity => match write {
+                Write::Overwrite => kernels::copy(x, out),
+                Write::Accumulate => kernels::add_assign(out, x),
+            },
+            OpLayer::Separable { k, stride, layers } => {
+                run_separable(x, *k, *stride, layers, write, scratch, out)
+            }
+            OpLayer::Pool {
+                avg,
+                k,
+                stride,
+                proj,
+            } => run_pool(x, *avg, *k, *stride, proj.as_ref(), write, scratch, out),
+            OpLayer::Conv1x1 { stride, conv } => {
+                conv.run(x, [*stride, *stride], true, write, scratch, out)
+            }
+            OpLayer::Factorized {
+                stride,
+                pre,
+                row,
+                col,
+                post,
+            } => {
+                let mut t = bottleneck_in(x, pre.as_ref(), scratch);
+                t = row.apply(t.view(), [1, *stride], true, scratch);
+                finish(
+                    col,
+                    [*stride, 1],
+                    t.view(),
+                    post.as_ref(),
+                    write,
+                    scratch,
+                    out,
+                );
+            }
+            OpLayer::Bottleneck {
+                stride,
+                pre,
+                conv,
+                post,
+            } => {
+                let t = bottleneck_in(x, pre.as_ref(), scratch);
+                finish(
+                    conv,
+                    [*stride, *stride],
+                    t.view(),
+                    post.as_ref(),
+                    write,
+                    scratch,
+                    out,
+                );
+            }
+        }
+    }
+}
+
+/// ReLU -> pre_1x1 (when there is a bottleneck), into a new tensor; the ReLU of the layer
+/// after is left to that layer. Without a bottleneck the input is only copied.
+fn bottleneck_in(x: Nhwc, pre: Option<&ConvBn>, scratch: &mut Vec<f32>) -> Tensor {
+    match pre {
+        Some(pre) => pre.apply(x, [1, 1], true, scratch),
+        None => {
+            // The first conv applies the ReLU as it reads; keep the values as they are.
+            let mut t = Tensor::zeros(x.shape());
+            kernels::copy(x, t.view_mut());
+            t
+        }
+    }
+}
+
+/// ReLU -> `conv` (at `stride`), then ReLU -> post_1x1 when there is a bottleneck.
+fn finish(
+    conv: &ConvBn,
+    stride: [usize; 2],
+    x: Nhwc,
+    post: Option<&ConvBn>,
+    write: Write,
+    scratch: &mut Vec<f32>,
+    out: NhwcMut,
+) {
+    match post {
+        Some(post) => {
+            let t = conv.apply(x, stride, true, scratch);
+            post.run(t.view(), [1, 1], true, write, scratch, out);
+        }
+        None => conv.run(x, stride, true, write, scratch, out),
+    }
+}
+
+/// N times: ReLU -> depthwise (stride on the first) -> pointwise with BN folded.
+fn run_separable(
+    x: Nhwc,
+    k: usize,
+    stride: usize,
+    layers: &[(Vec<f32>, ConvBn)],
+    write: Write,
+    scratch: &mut Vec<f32>,
+    out: NhwcMut,
+) {
+    let mut current: Option<Tensor> = None;
+    let last = layers.len().saturating_sub(1);
+    let mut out = Some(out);
+    for (n, (dw, pw)) in layers.iter().enumerate() {
+        let input = current.as_ref().map_or(x, |t| t.view());
+        let s = if n == 0 { stride } else { 1 };
+        let [b, h, w, c] = input.shape();
+        let mut depth = Tensor::zeros([b, h.div_ceil(s), w.div_ceil(s), c]);
+        kernels::depthwise(input, dw, k, s, true, depth.view_mut());
+        if n == last {
+            if let Some(out) = out.take() {
+                pw.run(depth.view(), [1, 1], false, write, scratch, out);
+            }
+        } else {
+            current = Some(pw.apply(depth.view(), [1, 1], false, scratch));
+        }
+    }
+}
+
+/// SAME pooling (no ReLU), then a plain 1x1 with BN when the width changes.
+#[allow(clippy::too_many_arguments)]
+fn run_pool(
+    x: Nhwc,
+    avg: bool,
+    k: usize,
+    stride: usize,
+    proj: Option<&ConvBn>,
+    write: Write,
+    scratch: &mut Vec<f32>,
+    out: NhwcMut,
+) {
+    let pool = if avg {
+        kernels::avg_pool
+    } else {
+        kernels::max_pool
+    };
+    match (proj, write) {
+        (None, Write::Overwrite) => pool(x, k, stride, out),
+        _ => {
+            let [n, h, w, c] = x.shape();
+            let mut pooled = Tensor::zeros([n, h.div_ceil(stride), w.div_ceil(stride), c]);
+            pool(x, k, stride, pooled.view_mut());
+            match proj {
+                Some(conv) => conv.run(pooled.view(), [1, 1], false, write, scratch, out),
+                None => kernels::add_assign(out, pooled.view()),
+            }
+        }
+    }
+}
