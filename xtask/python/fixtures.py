@@ -19,6 +19,11 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# hub.Module and tf.compat.v1 are deprecated APIs, used on purpose here (the
+# modules are TF1 Hub format); their warnings would bury the real output.
+tf.get_logger().setLevel("ERROR")
 import skimage  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 from safetensors.numpy import save_file  # noqa: E402
@@ -307,7 +312,27 @@ def _golden(module, label, images, out, noise):
     return 0
 
 
-def synth_full(out_dir, with_noise):
+def compare_with_tsv(module_dir, tsv_path):
+    """Variables of a module vs a `name<TAB>AxBxC...` listing (the spec's list
+    of every variable of the real hub module)."""
+    want = {}
+    with open(tsv_path) as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            name, shape = line.split("\t")[:2]
+            want[name] = tuple(int(d) for d in shape.split("x"))
+    problems = []
+    for tags, g in graph_compare.structure(module_dir).items():
+        have = g["variables"]
+        problems += [f"[{tags}] not in {tsv_path}: {n}" for n in sorted(set(have) - set(want))]
+        problems += [f"[{tags}] missing: {n}" for n in sorted(set(want) - set(have))]
+        problems += [f"[{tags}] {n}: {list(have[n])} vs {list(want[n])}" for n in sorted(have)
+                     if n in want and have[n] != want[n]]
+    return problems
+
+
+def synth_full(out_dir, with_noise, spec_tsv=None):
     os.makedirs(out_dir, exist_ok=True)
     fx = FULL
     module_dir = os.path.join(out_dir, fx["name"])
@@ -317,6 +342,14 @@ def synth_full(out_dir, with_noise):
     spec = hub_export.make_module_spec(genotypes.GENOTYPES[fx["genotype"]], fx["num_cells"],
                                        fx["filters"], fx["image_size"], fx["num_classes"])
     hub_export.export_module(spec, module_dir, fx["seed"])
+    if spec_tsv:
+        problems = compare_with_tsv(module_dir, spec_tsv)
+        for p in problems:
+            log("  " + p)
+        if problems:
+            log(f"{len(problems)} variable mismatch(es) with {spec_tsv}")
+            return 1
+        log(f"variables (names, shapes) identical to {spec_tsv}")
     size = fx["image_size"]
     _, images = preprocess.preprocess_files([skimage_data(fx["photo"])], size, size)
     photos = fx["photo"]
@@ -348,6 +381,7 @@ def main():
     p = sub.add_parser("synth-full")
     p.add_argument("-o", "--out", required=True)
     p.add_argument("--no-noise", action="store_true")
+    p.add_argument("--spec-tsv", help="variable listing of the real module to compare with")
     a = ap.parse_args()
     if a.cmd == "fixtures":
         out = a.out or os.path.join(a.root, "fixtures")
@@ -361,7 +395,7 @@ def main():
     if a.cmd == "golden":
         return golden_cmd(a.module, a.images, a.out, a.noise)
     if a.cmd == "synth-full":
-        return synth_full(a.out, not a.no_noise)
+        return synth_full(a.out, not a.no_noise, a.spec_tsv)
     return 2
 
 

@@ -110,6 +110,11 @@ fn main() -> Result<()> {
             if no_noise {
                 args.push("--no-noise".into());
             }
+            // The spec's list of every variable of the real module, if present.
+            let tsv = root.join("../shared/spec/variables-n18-f448-classification.tsv");
+            if tsv.is_file() {
+                args.extend(["--spec-tsv".into(), path_arg(&tsv)]);
+            }
         }
     }
     let status = Command::new(&python)
