@@ -28,6 +28,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Check a model against TensorFlow's golden outputs: logits, features and every cell.
     Verify(cmd::verify::Args),
+    /// Classify photos (JPEG, PNG): top-K ImageNet labels, TensorFlow's preprocessing.
+    Classify(cmd::classify::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Genotype(args) => cmd::genotype::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Classify(args) => cmd::classify::run(args),
     };
     match result {
         Ok(code) => code,

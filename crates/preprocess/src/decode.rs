@@ -46,7 +46,12 @@ pub fn decode_rgb8(
     };
     let header = reader(bytes, path)?;
     let format = header.format();
-    let (width, height) = header.into_dimensions().map_err(undecodable)?;
+    let (width, height) = match png_dimensions(bytes) {
+        // The PNG decoder reads on past IHDR before it reports a size, so a bare oversized
+        // header would fail as truncated instead of as too large: read IHDR ourselves.
+        Some(dims) if format == Some(ImageFormat::Png) => dims,
+        _ => header.into_dimensions().map_err(undecodable)?,
+    };
     check_pixels(path, width, height, max_pixels)?;
     if format == Some(ImageFormat::Jpeg) {
         return jpeg_like_tf(bytes, path, width, height);
@@ -94,6 +99,16 @@ fn reader<'a>(
         Some(ImageFormat::Png | ImageFormat::Jpeg) => Ok(reader),
         _ => Err(unknown()),
     }
+}
+
+/// Width and height from a PNG's IHDR chunk, which the format requires to come first.
+fn png_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.get(12..24)?;
+    if &ihdr[..4] != b"IHDR" {
+        return None;
+    }
+    let be = |b: &[u8]| Some(u32::from_be_bytes(b.try_into().ok()?));
+    Some((be(&ihdr[4..8])?, be(&ihdr[8..12])?))
 }
 
 fn check_pixels(path: &Path, width: u32, height: u32, limit: u64) -> Result<(), PreprocessError> {
