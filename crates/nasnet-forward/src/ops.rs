@@ -139,6 +139,42 @@ fn load_separable(
     Ok(OpLayer::Separable { k, stride, layers })
 }
 
+/// The `pre_1x1`/`pre_bn` of a bottleneck op; absent when the reduced width would be < 1.
+fn bottleneck_pre(loader: &Loader, scope: &str, c: usize) -> Result<Option<ConvBn>, ForwardError> {
+    let weights = format!("{scope}/pre_1x1/weights");
+    if !loader.has(&weights) {
+        return Ok(None);
+    }
+    Ok(Some(loader.conv_bn(
+        &weights,
+        &format!("{scope}/pre_bn"),
+        1,
+        1,
+        c,
+        None,
+    )?))
+}
+
+/// The `post_1x1`/`post_bn` back to the cell's width, present exactly when `pre` is.
+fn bottleneck_post(
+    loader: &Loader,
+    scope: &str,
+    pre: Option<&ConvBn>,
+    br: usize,
+) -> Result<Option<ConvBn>, ForwardError> {
+    let Some(pre) = pre else { return Ok(None) };
+    let weights = format!("{scope}/post_1x1/weights");
+    Ok(Some(loader.conv_bn(
+        &weights,
+        &format!("{scope}/post_bn"),
+        1,
+        1,
+        pre.cout,
+        Some(br),
+    )?))
+}
+
+/// `1xK_Kx1`: [pre_1x1] -> 1xK (stride [1, s]) -> `bn_1xK_Kx1` -> Kx1 (stride [s, 1]) -> `bn` -> [post_1x1].
 fn load_factorized(
     loader: &Loader,
     scope: &str,
@@ -147,19 +183,7 @@ fn load_factorized(
     br: usize,
     stride: usize,
 ) -> Result<OpLayer, ForwardError> {
-    // The bottleneck exists only when the reduced width is at least 1.
-    let pre = if loader.has(&format!("{scope}/pre_1x1/weights")) {
-        Some(loader.conv_bn(
-            &format!("{scope}/pre_1x1/weights"),
-            &format!("{scope}/pre_bn"),
-            1,
-            1,
-            c,
-            None,
-        )?)
-    } else {
-        None
-    };
+    let pre = bottleneck_pre(loader, scope, c)?;
     let mid = pre.as_ref().map_or(c, |p| p.cout);
     let row = loader.conv_bn(
         &format!("{scope}/1x{k}/weights"),
@@ -177,18 +201,7 @@ fn load_factorized(
         mid,
         Some(mid),
     )?;
-    let post = if pre.is_some() {
-        Some(loader.conv_bn(
-            &format!("{scope}/post_1x1/weights"),
-            &format!("{scope}/post_bn"),
-            1,
-            1,
-            mid,
-            Some(br),
-        )?)
-    } else {
-        None
-    };
+    let post = bottleneck_post(loader, scope, pre.as_ref(), br)?;
     Ok(OpLayer::Factorized {
         stride,
         pre,
@@ -198,7 +211,7 @@ fn load_factorized(
     })
 }
 
-/// `KxK`: ReLU -> pre_1x1 -> BN -> ReLU -> KxK (strided) -> `bn` -> ReLU -> post_1x1 -> BN.
+/// `KxK`: [pre_1x1] -> KxK (strided) -> `bn` -> [post_1x1], each after a ReLU.
 fn load_bottleneck_conv(
     loader: &Loader,
     scope: &str,
@@ -207,18 +220,7 @@ fn load_bottleneck_conv(
     br: usize,
     stride: usize,
 ) -> Result<OpLayer, ForwardError> {
-    let pre = if loader.has(&format!("{scope}/pre_1x1/weights")) {
-        Some(loader.conv_bn(
-            &format!("{scope}/pre_1x1/weights"),
-            &format!("{scope}/pre_bn"),
-            1,
-            1,
-            c,
-            None,
-        )?)
-    } else {
-        None
-    };
+    let pre = bottleneck_pre(loader, scope, c)?;
     let mid = pre.as_ref().map_or(c, |p| p.cout);
     let out = if pre.is_some() { mid } else { br };
     let conv = loader.conv_bn(
@@ -229,18 +231,7 @@ fn load_bottleneck_conv(
         mid,
         Some(out),
     )?;
-    let post = if pre.is_some() {
-        Some(loader.conv_bn(
-            &format!("{scope}/post_1x1/weights"),
-            &format!("{scope}/post_bn"),
-            1,
-            1,
-            mid,
-            Some(br),
-        )?)
-    } else {
-        None
-    };
+    let post = bottleneck_post(loader, scope, pre.as_ref(), br)?;
     Ok(OpLayer::Bottleneck {
         stride,
         pre,
