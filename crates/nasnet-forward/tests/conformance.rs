@@ -1,0 +1,119 @@
+//! The forward pass on the official conformance module against TensorFlow 1.15's outputs,
+//! through the library alone (module weights read straight from the checkpoint).
+
+use hub_module::HubModule;
+use nasnet_forward::{Network, Tensor};
+use std::path::Path;
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn logits_features_and_every_cell_match_tensorflow() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+    assert!(
+        shared.is_dir(),
+        "conformance data missing at {}",
+        shared.display()
+    );
+    let module = HubModule::open(&shared.join("amoebanet_a_n6_f16")).unwrap();
+    let variables: Vec<(String, Vec<usize>)> = module
+        .bundle()
+        .entries()
+        .map(|e| (e.name.clone(), e.shape.clone()))
+        .collect();
+    let graph = &module.inference_variant().unwrap().meta_graph;
+    let spec = nasnet_genotype::extract(graph, &variables, module.image_size())
+        .unwrap()
+        .spec;
+    let network = Network::load(&spec, &module).unwrap();
+
+    let bytes = std::fs::read(shared.join("amoebanet_a_n6_f16.golden.safetensors")).unwrap();
+    let golden = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let images = golden.tensor("images").unwrap();
+    let images = Tensor::from_vec(f32s(images.data()), images.shape().try_into().unwrap()).unwrap();
+
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let mut cells = 0;
+    let out = network
+        .forward_with_taps(&images, |scope, t| {
+            let theirs = golden.tensor(&format!("cell_output/{scope}")).unwrap();
+            assert_eq!(theirs.shape(), t.shape.as_slice(), "{scope}");
+            let d = max_diff(&t.data, &f32s(theirs.data()));
+            assert!(d < 1e-4, "{scope}: max |diff| {d}");
+            cells += 1;
+        })
+        .unwrap();
+    assert_eq!(cells, 10, "two stem cells, six normal, two reduction");
+    let logits = f32s(golden.tensor("logits").unwrap().data());
+    let features = f32s(golden.tensor("features").unwrap().data());
+    assert!(max_diff(out.logits.as_ref().unwrap(), &logits) < 1e-4);
+    assert!(max_diff(&out.features, &features) < 1e-4);
+}
+
+#[test]
+fn wrong_image_size_is_refused() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+    let module = HubModule::open(&shared.join("amoebanet_a_n6_f16")).unwrap();
+    let variables: Vec<(String, Vec<usize>)> = module
+        .bundle()
+        .entries()
+        .map(|e| (e.name.clone(), e.shape.clone()))
+        .collect();
+    let graph = &module.inference_variant().unwrap().meta_graph;
+    let spec = nasnet_genotype::extract(graph, &variables, module.image_size())
+        .unwrap()
+        .spec;
+    let network = Network::load(&spec, &module).unwrap();
+    let err = network
+        .forward(&Tensor::zeros([1, 224, 224, 3]))
+        .unwrap_err();
+    assert!(err.to_string().contains("[N, 331, 331, 3]"), "{err}");
+}
+
+#[test]
+fn missing_variable_is_named() {
+    struct Without<'a>(&'a HubModule);
+    impl nasnet_forward::WeightSource for Without<'_> {
+        fn source_name(&self) -> String {
+            "test".into()
+        }
+        fn shape(&self, name: &str) -> Option<Vec<usize>> {
+            (name != "cell_1/prev_1x1/weights")
+                .then(|| self.0.shape(name))
+                .flatten()
+        }
+        fn values(&self, name: &str) -> Result<Vec<f32>, nasnet_forward::ForwardError> {
+            self.0.values(name)
+        }
+    }
+    use nasnet_forward::WeightSource;
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+    let module = HubModule::open(&shared.join("amoebanet_a_n6_f16")).unwrap();
+    let variables: Vec<(String, Vec<usize>)> = module
+        .bundle()
+        .entries()
+        .map(|e| (e.name.clone(), e.shape.clone()))
+        .collect();
+    let graph = &module.inference_variant().unwrap().meta_graph;
+    let spec = nasnet_genotype::extract(graph, &variables, module.image_size())
+        .unwrap()
+        .spec;
+    let err = Network::load(&spec, &Without(&module))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("cell_1/prev_1x1/weights") && err.contains("missing"),
+        "{err}"
+    );
+}
