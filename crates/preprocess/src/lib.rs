@@ -1,13 +1,14 @@
 //! Turns photo files into the model's input, exactly as TensorFlow's AmoebaNet evaluation
 //! preprocessing does, and names the model's classes.
 //!
-//! Owns: image decoding (JPEG and PNG with the `image` crate, made RGB as TF's
-//! `decode_image(channels=3)` makes it: grey replicated, alpha dropped, 16-bit samples cut to
-//! their high byte), refusing empty, undecodable or oversized files before any pixel is
-//! decoded, the conversion to float (`convert_image_dtype`), `central_crop(0.875)` and TF1's
-//! `resize_bilinear(align_corners=False, half_pixel_centers=False)` to the module's size,
-//! all with TF's order of operations so results agree to about 1e-7; and the 1001 ImageNet
-//! labels (index 0 `background`), with softmax and top-k over logits.
+//! Owns: image decoding (PNG with the `image` crate, JPEG with libjpeg-turbo's IFAST IDCT as
+//! TF uses it, made RGB as TF's `decode_image(channels=3)` makes it: grey replicated, alpha
+//! dropped, 16-bit samples cut to their high byte), refusing empty, undecodable or oversized
+//! files before any pixel is decoded, the conversion to float (`convert_image_dtype`),
+//! `central_crop(0.875)` and TF1's `resize_bilinear(align_corners=False,
+//! half_pixel_centers=False)` to the module's size, all with TF's order of operations (the
+//! test photos come out bit-identical to TF's); and the 1001 ImageNet labels (index 0
+//! `background`), with softmax and top-k over logits.
 //!
 //! Does not own: the model (`model-io`, `nasnet-forward`), batching or output formats (the
 //! `amoeba` binary).
