@@ -58,9 +58,10 @@ def _width(x):
 
 # The two helpers below spell out what TF 1.x's truncated_normal and
 # random_uniform built (ending in `Add`, where TF 2.15 emits `AddV2` or skips
-# the min/max arithmetic).  The numbers they would produce do not matter (the
-# exporter overwrites every variable); the op types do, because the module's
-# graph is compared op for op with one exported by TF 1.15.
+# the min/max arithmetic).  What they compute is unchanged (initial values are
+# overwritten by the exporter anyway, and the noise is uniform in [0,1) either
+# way); the op types matter because the module's graph is compared op for op
+# with one exported by TF 1.15.
 
 def _fan_out_truncated_normal(shape, dtype=tf.float32, partition_info=None):
     """slim's variance_scaling_initializer(factor=2, mode='FAN_OUT')."""
