@@ -9,7 +9,7 @@ use crate::{keys, ModelError};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +37,9 @@ struct Item {
     elem_size: usize,
     shape: Vec<usize>,
     len: usize,
+    /// (shard, byte offset) of a module tensor stored plainly in little-endian order, whose
+    /// bytes can be copied file to file by the kernel.
+    source: Option<(usize, u64)>,
 }
 
 /// Stands in the header for the checkpoint's sha256 until the hash, computed on another
@@ -52,13 +55,7 @@ pub fn convert(
     progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
 ) -> Result<ConvertReport, ModelError> {
     let mut items = list_items(model)?;
-    // Larger elements first keeps every tensor aligned to its element size (as the
-    // safetensors crate's own writer does), then by name for a stable layout.
-    items.sort_by(|a, b| {
-        b.elem_size
-            .cmp(&a.elem_size)
-            .then_with(|| a.name.cmp(&b.name))
-    });
+    order_items(&mut items);
     let mut provenance = provenance(model);
     let to_hash = match &model.kind {
         ModelKind::Module(module) => Some(module.root().join("variables")),
@@ -71,7 +68,9 @@ pub fn convert(
     let tmp = temp_output(output)?;
     // Hashing the checkpoint (one read of the shards) overlaps with copying the tensors.
     let (written, digest) = std::thread::scope(|scope| {
-        let hasher = to_hash.map(|dir| scope.spawn(move || checkpoint_sha256(&dir)));
+        // The kernel copies bypass the reader, so every checksum is verified here, then the
+        // shards are hashed; both overlap with the copy.
+        let hasher = to_hash.map(|dir| scope.spawn(move || verify_and_hash(model, &dir)));
         let written = write_tensors(model, &items, &header, tmp.as_file(), output, progress);
         let digest = hasher.map(|h| h.join().unwrap_or_else(|_| Err(panicked_hasher(output))));
         (written, digest)
@@ -123,6 +122,74 @@ fn temp_output(output: &Path) -> Result<tempfile::NamedTempFile, ModelError> {
         .map_err(|e| write_error(output, e))
 }
 
+/// Puts the tensors in the order of their bytes in the checkpoint when that keeps every
+/// tensor aligned to its element size: runs of adjacent tensors are then copied file to file
+/// by the kernel (`copy_file_range`), never passing through this process. Otherwise, larger
+/// elements first (as the safetensors crate's own writer does), then by name.
+fn order_items(items: &mut [Item]) {
+    items.sort_by(|a, b| {
+        b.elem_size
+            .cmp(&a.elem_size)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    if items.iter().any(|i| i.source.is_none()) {
+        return;
+    }
+    let mut by_file: Vec<usize> = (0..items.len()).collect();
+    by_file.sort_by_key(|&i| items[i].source);
+    let mut pos = 0;
+    let aligned = by_file.iter().all(|&i| {
+        let ok = pos % items[i].elem_size.max(1) == 0;
+        pos += items[i].len;
+        ok
+    });
+    if aligned {
+        items.sort_by_key(|i| i.source);
+    }
+}
+
+/// Size of one kernel copy between progress reports and interrupt checks.
+const COPY_CHUNK: u64 = 64 << 20;
+
+/// Copies bytes `[offset, offset + len)` of `src` to the current end of `out` in the kernel,
+/// reporting progress per chunk.
+fn copy_range(
+    src: &std::fs::File,
+    offset: u64,
+    len: u64,
+    out: &std::fs::File,
+    done: &mut u64,
+    total: u64,
+    progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
+    output: &Path,
+) -> Result<(), ModelError> {
+    use std::io::{Seek, SeekFrom};
+    let mut src = src;
+    src.seek(SeekFrom::Start(offset))
+        .map_err(|e| write_error(output, e))?;
+    let mut left = len;
+    while left > 0 {
+        let chunk = left.min(COPY_CHUNK);
+        // std::io::copy between files uses copy_file_range on Linux.
+        let n = std::io::copy(&mut Read::take(src, chunk), &mut { out })
+            .map_err(|e| write_error(output, e))?;
+        if n != chunk {
+            return Err(write_error(
+                output,
+                std::io::Error::other("the checkpoint shard ended early"),
+            ));
+        }
+        left -= n;
+        *done += n;
+        if progress(*done, total).is_break() {
+            return Err(ModelError::Interrupted {
+                path: output.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Writes the header and every tensor; returns the data bytes written.
 fn write_tensors(
     model: &Model,
@@ -134,26 +201,80 @@ fn write_tensors(
 ) -> Result<u64, ModelError> {
     let write_err = |source| write_error(output, source);
     let total: u64 = items.iter().map(|i| i.len as u64).sum();
-    let mut out = BufWriter::with_capacity(8 << 20, file);
+    let mut out = file;
     out.write_all(&(header.len() as u64).to_le_bytes())
         .map_err(write_err)?;
     out.write_all(header).map_err(write_err)?;
+    let shards = open_shards(model)?;
     let mut done = 0u64;
+    // A run of tensors that are adjacent in one shard: (shard, start, end).
+    let mut run: Option<(usize, u64, u64)> = None;
     for item in items {
-        let bytes = tensor_bytes(model, &item.name)?;
-        check_len(model, item, &bytes)?;
-        out.write_all(&bytes).map_err(write_err)?;
-        drop(bytes);
-        release(model, &item.name);
-        done += item.len as u64;
-        if progress(done, total).is_break() {
-            return Err(ModelError::Interrupted {
-                path: output.to_path_buf(),
-            });
+        let len = item.len as u64;
+        match (item.source, run) {
+            (Some((shard, at)), Some((s, start, end))) if s == shard && at == end => {
+                run = Some((s, start, end + len));
+                continue;
+            }
+            _ => {}
+        }
+        if let Some((s, start, end)) = run.take() {
+            copy_range(
+                &shards[s],
+                start,
+                end - start,
+                out,
+                &mut done,
+                total,
+                progress,
+                output,
+            )?;
+        }
+        match item.source {
+            Some((shard, at)) if shard < shards.len() => run = Some((shard, at, at + len)),
+            _ => {
+                let bytes = tensor_bytes(model, &item.name)?;
+                check_len(model, item, &bytes)?;
+                out.write_all(&bytes).map_err(write_err)?;
+                drop(bytes);
+                release(model, &item.name);
+                done += len;
+                if progress(done, total).is_break() {
+                    return Err(ModelError::Interrupted {
+                        path: output.to_path_buf(),
+                    });
+                }
+            }
         }
     }
-    out.flush().map_err(write_err)?;
+    if let Some((s, start, end)) = run {
+        copy_range(
+            &shards[s],
+            start,
+            end - start,
+            out,
+            &mut done,
+            total,
+            progress,
+            output,
+        )?;
+    }
     Ok(total)
+}
+
+/// The data shards of a module, opened for kernel copies (none for other inputs).
+fn open_shards(model: &Model) -> Result<Vec<std::fs::File>, ModelError> {
+    let ModelKind::Module(module) = &model.kind else {
+        return Ok(Vec::new());
+    };
+    let bundle = module.bundle();
+    let n = bundle.header().num_shards;
+    (0..n)
+        .map(|i| {
+            let path = hub_module::tensor_bundle::shard_path(bundle.prefix(), i, n);
+            std::fs::File::open(&path).map_err(|source| ModelError::Read { path, source })
+        })
+        .collect()
 }
 
 /// Replaces the placeholder in the already written header with the real digest.
@@ -181,12 +302,18 @@ fn list_items(model: &Model) -> Result<Vec<Item>, ModelError> {
             .bundle()
             .entries()
             .map(|e| {
+                let little = module.bundle().header().endianness
+                    == hub_module::tensor_bundle::Endianness::Little;
                 Ok(Item {
                     name: e.name.clone(),
                     dtype: e.dtype.safetensors_name(),
                     elem_size: e.dtype.size_bytes(),
                     shape: e.shape.clone(),
                     len: e.byte_len(),
+                    source: e
+                        .data_location()
+                        .filter(|_| little)
+                        .map(|l| (l.shard_id, l.offset as u64)),
                 })
             })
             .collect(),
@@ -203,6 +330,7 @@ fn list_items(model: &Model) -> Result<Vec<Item>, ModelError> {
                     len: bytes.len(),
                     name,
                     shape,
+                    source: None,
                 })
             })
             .collect(),
@@ -292,6 +420,14 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Verifies every tensor's crc32c, then hashes the shards.
+fn verify_and_hash(model: &Model, variables_dir: &Path) -> Result<String, ModelError> {
+    if let ModelKind::Module(module) = &model.kind {
+        module.bundle().verify_all()?;
+    }
+    checkpoint_sha256(variables_dir)
 }
 
 /// sha256 over the data shards `variables.data-*`, in name (= shard) order.

@@ -45,7 +45,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use bundle::{BundleHeader, Endianness, TensorBundle};
+pub use bundle::{shard_path, BundleHeader, Endianness, TensorBundle};
 pub use dtype::{tf_dtype_name, DType};
 pub use entry::{DataLocation, TensorEntry, UnsupportedEntry, MAX_RANK, MAX_SLICES};
 pub use error::BundleError;
