@@ -1,4 +1,4 @@
-//! `amoeba run MODEL --input images.safetensors -o out.safetensors [--features]`.
+//! `amoeba run MODEL --input images.safetensors -o out.safetensors [--features] [--repeat N]`.
 
 use anyhow::Context;
 use model_io::Model;
@@ -19,13 +19,17 @@ pub struct Args {
     /// Write only the feature vectors.
     #[arg(long)]
     features: bool,
+    /// Run the forward pass N times on the same images (after loading) and print each run's
+    /// time and the median to stderr; the output is written once, from the last run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let images = read_images(&args.input)?;
     let model = Model::open(&args.model)?;
     let network = model.network()?;
-    let out = network.forward(&images)?;
+    let out = timed_forwards(&network, &images, args.repeat)?;
     let n = out.n;
     let mut tensors: Vec<(&str, Vec<f32>, Vec<usize>)> = Vec::new();
     let dim = out.features.len() / n;
@@ -37,6 +41,46 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::write_f32_safetensors(&args.output, &tensors)?;
     println!("wrote {} ({n} images)", args.output.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the forward pass `repeat` times and returns the last outputs. Every run is timed,
+/// the first included (it pays for first-touch page faults of the activations), so a caller
+/// wanting a warm-up drops the first `forward_seconds` line. With `repeat > 1`, one
+/// `forward_seconds S` line per run and a `forward_median_seconds S` line go to stderr, for
+/// scripts (`cargo xtask bench`) to parse.
+fn timed_forwards(
+    network: &nasnet_forward::Network,
+    images: &Tensor,
+    repeat: u32,
+) -> anyhow::Result<nasnet_forward::Outputs> {
+    let mut seconds = Vec::with_capacity(repeat as usize);
+    let mut last = None;
+    for _ in 0..repeat {
+        // Drop the previous outputs first, so runs do not hold two sets of buffers.
+        drop(last.take());
+        let start = std::time::Instant::now();
+        last = Some(network.forward(images)?);
+        let s = start.elapsed().as_secs_f64();
+        if repeat > 1 {
+            eprintln!("forward_seconds {s:.6}");
+        }
+        seconds.push(s);
+    }
+    if repeat > 1 {
+        eprintln!("forward_median_seconds {:.6}", median(&mut seconds));
+    }
+    last.context("no forward pass ran")
+}
+
+/// The median (the mean of the two middle values for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
 }
 
 fn read_images(path: &Path) -> anyhow::Result<Tensor> {
@@ -67,4 +111,13 @@ fn read_images(path: &Path) -> anyhow::Result<Tensor> {
         .collect();
     Tensor::from_vec(data, shape)
         .with_context(|| format!("{}: `images` data does not match its shape", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(super::median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
 }
