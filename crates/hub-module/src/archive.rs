@@ -12,6 +12,11 @@ use std::path::{Component, Path, PathBuf};
 /// 16 GiB: comfortably above the 1.9 GB AmoebaNet module, far below a disk-filling bomb.
 pub const DEFAULT_MAX_EXTRACTED_BYTES: u64 = 16 << 30;
 
+/// Most entries (files and folders) an archive may have. Empty entries cost no bytes, so
+/// without a count a small archive could create millions of files; a module has a handful
+/// (and TensorFlow rarely writes more than a few checkpoint shards).
+pub const MAX_ARCHIVE_ENTRIES: usize = 10_000;
+
 /// Limits applied while extracting an archive.
 #[derive(Debug, Clone, Copy)]
 pub struct ArchiveLimits {
@@ -61,8 +66,18 @@ pub(crate) fn extract(
         .entries()
         .map_err(|source| bad_archive(archive, source))?;
     let mut budget = limits.max_extracted_bytes;
-    for entry in entries {
+    for (count, entry) in entries.enumerate() {
         let entry = entry.map_err(|source| bad_archive(archive, source))?;
+        if count >= MAX_ARCHIVE_ENTRIES {
+            return Err(ModuleError::UnsafeArchiveEntry {
+                archive: archive.to_path_buf(),
+                entry: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+                problem: format!(
+                    "more than {MAX_ARCHIVE_ENTRIES} entries; a module has a handful \
+                     (a flood of files is refused)"
+                ),
+            });
+        }
         extract_entry(
             archive,
             dest,

@@ -15,7 +15,7 @@ mod module;
 mod signature;
 mod summary;
 
-pub use archive::{ArchiveLimits, DEFAULT_MAX_EXTRACTED_BYTES};
+pub use archive::{ArchiveLimits, DEFAULT_MAX_EXTRACTED_BYTES, MAX_ARCHIVE_ENTRIES};
 pub use error::ModuleError;
 pub use module::{GraphVariant, HubModule, ModuleFormat};
 pub use signature::{Signature, TensorSpec};
