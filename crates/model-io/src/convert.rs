@@ -151,43 +151,68 @@ fn order_items(items: &mut [Item]) {
 /// Size of one kernel copy between progress reports and interrupt checks.
 const COPY_CHUNK: u64 = 64 << 20;
 
-/// Copies bytes `[offset, offset + len)` of `src` to the current end of `out` in the kernel,
-/// reporting progress per chunk.
-fn copy_range(
-    src: &std::fs::File,
-    offset: u64,
-    len: u64,
-    out: &std::fs::File,
-    done: &mut u64,
+/// Bytes `[start, end)` of one data shard: tensors adjacent in the checkpoint.
+#[derive(Clone, Copy)]
+struct Run {
+    shard: usize,
+    start: u64,
+    end: u64,
+}
+
+/// Appends tensor data to the output, reporting progress and honouring interrupts.
+struct DataWriter<'a> {
+    out: &'a std::fs::File,
+    output: &'a Path,
+    done: u64,
     total: u64,
-    progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
-    output: &Path,
-) -> Result<(), ModelError> {
-    use std::io::{Seek, SeekFrom};
-    let mut src = src;
-    src.seek(SeekFrom::Start(offset))
-        .map_err(|e| write_error(output, e))?;
-    let mut left = len;
-    while left > 0 {
-        let chunk = left.min(COPY_CHUNK);
-        // std::io::copy between files uses copy_file_range on Linux.
-        let n = std::io::copy(&mut Read::take(src, chunk), &mut { out })
-            .map_err(|e| write_error(output, e))?;
-        if n != chunk {
-            return Err(write_error(
-                output,
-                std::io::Error::other("the checkpoint shard ended early"),
-            ));
-        }
-        left -= n;
-        *done += n;
-        if progress(*done, total).is_break() {
-            return Err(ModelError::Interrupted {
-                path: output.to_path_buf(),
-            });
+    progress: &'a mut dyn FnMut(u64, u64) -> ControlFlow<()>,
+}
+
+impl DataWriter<'_> {
+    /// Counts `n` more bytes written; stops when the caller asks to.
+    fn advance(&mut self, n: u64) -> Result<(), ModelError> {
+        self.done += n;
+        match (self.progress)(self.done, self.total) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(()) => Err(ModelError::Interrupted {
+                path: self.output.to_path_buf(),
+            }),
         }
     }
-    Ok(())
+
+    /// Copies a run file to file in the kernel (std::io::copy uses copy_file_range on
+    /// Linux), in chunks so progress and Ctrl-C are seen.
+    fn copy_run(&mut self, mut src: &std::fs::File, run: Run) -> Result<(), ModelError> {
+        use std::io::{Seek, SeekFrom};
+        let output = self.output;
+        let io = |e| write_error(output, e);
+        src.seek(SeekFrom::Start(run.start)).map_err(io)?;
+        let mut left = run.end - run.start;
+        while left > 0 {
+            let chunk = left.min(COPY_CHUNK);
+            let n = std::io::copy(&mut Read::take(src, chunk), &mut { self.out }).map_err(io)?;
+            if n != chunk {
+                return Err(io(std::io::Error::other(
+                    "the checkpoint shard ended early",
+                )));
+            }
+            left -= n;
+            self.advance(n)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one tensor read (and checksummed) through the model.
+    fn write_tensor(&mut self, model: &Model, item: &Item) -> Result<(), ModelError> {
+        let bytes = tensor_bytes(model, &item.name)?;
+        check_len(model, item, &bytes)?;
+        let mut out = self.out;
+        out.write_all(&bytes)
+            .map_err(|e| write_error(self.output, e))?;
+        drop(bytes);
+        release(model, &item.name);
+        self.advance(item.len as u64)
+    }
 }
 
 /// Writes the header and every tensor; returns the data bytes written.
@@ -199,65 +224,49 @@ fn write_tensors(
     output: &Path,
     progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
 ) -> Result<u64, ModelError> {
-    let write_err = |source| write_error(output, source);
-    let total: u64 = items.iter().map(|i| i.len as u64).sum();
     let mut out = file;
     out.write_all(&(header.len() as u64).to_le_bytes())
-        .map_err(write_err)?;
-    out.write_all(header).map_err(write_err)?;
+        .and_then(|_| out.write_all(header))
+        .map_err(|e| write_error(output, e))?;
+    let total = items.iter().map(|i| i.len as u64).sum();
     let shards = open_shards(model)?;
-    let mut done = 0u64;
-    // A run of tensors that are adjacent in one shard: (shard, start, end).
-    let mut run: Option<(usize, u64, u64)> = None;
+    let mut writer = DataWriter {
+        out: file,
+        output,
+        done: 0,
+        total,
+        progress,
+    };
+    let mut run: Option<Run> = None;
     for item in items {
         let len = item.len as u64;
-        match (item.source, run) {
-            (Some((shard, at)), Some((s, start, end))) if s == shard && at == end => {
-                run = Some((s, start, end + len));
+        let next = item.source.filter(|(shard, _)| *shard < shards.len());
+        match (run, next) {
+            (Some(r), Some((shard, at))) if r.shard == shard && r.end == at => {
+                run = Some(Run {
+                    end: r.end + len,
+                    ..r
+                });
                 continue;
             }
             _ => {}
         }
-        if let Some((s, start, end)) = run.take() {
-            copy_range(
-                &shards[s],
-                start,
-                end - start,
-                out,
-                &mut done,
-                total,
-                progress,
-                output,
-            )?;
+        if let Some(r) = run.take() {
+            writer.copy_run(&shards[r.shard], r)?;
         }
-        match item.source {
-            Some((shard, at)) if shard < shards.len() => run = Some((shard, at, at + len)),
-            _ => {
-                let bytes = tensor_bytes(model, &item.name)?;
-                check_len(model, item, &bytes)?;
-                out.write_all(&bytes).map_err(write_err)?;
-                drop(bytes);
-                release(model, &item.name);
-                done += len;
-                if progress(done, total).is_break() {
-                    return Err(ModelError::Interrupted {
-                        path: output.to_path_buf(),
-                    });
-                }
+        match next {
+            Some((shard, at)) => {
+                run = Some(Run {
+                    shard,
+                    start: at,
+                    end: at + len,
+                })
             }
+            None => writer.write_tensor(model, item)?,
         }
     }
-    if let Some((s, start, end)) = run {
-        copy_range(
-            &shards[s],
-            start,
-            end - start,
-            out,
-            &mut done,
-            total,
-            progress,
-            output,
-        )?;
+    if let Some(r) = run {
+        writer.copy_run(&shards[r.shard], r)?;
     }
     Ok(total)
 }
