@@ -121,7 +121,7 @@ fn extract_entry<R: Read>(
         entry: raw_name.clone(),
         problem: problem.to_string(),
     };
-    let relative = safe_relative_path(&raw_name).map_err(|p| unsafe_entry(p))?;
+    let relative = safe_relative_path(&raw_name).map_err(unsafe_entry)?;
     let kind = entry.header().entry_type();
     let target = dest.join(&relative);
     if kind.is_dir() {

@@ -132,7 +132,9 @@ pub fn pointwise_with(
     scratch: &mut Vec<f32>,
     out: NhwcMut,
 ) {
-    pointwise_impl(input, weights, bias, stride, relu_input, scratch, false, out)
+    pointwise_impl(
+        input, weights, bias, stride, relu_input, scratch, false, out,
+    )
 }
 
 /// [`pointwise_with`] that adds its result onto `out` instead of overwriting it:

@@ -532,7 +532,7 @@ fn header_bytes(items: &[Item], metadata: &BTreeMap<String, String>) -> Vec<u8> 
         offset += item.len;
     }
     let mut bytes = serde_json::to_vec(&map).unwrap_or_default();
-    while bytes.len() % 8 != 0 {
+    while !bytes.len().is_multiple_of(8) {
         bytes.push(b' ');
     }
     bytes

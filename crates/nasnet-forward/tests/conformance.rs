@@ -96,7 +96,6 @@ fn missing_variable_is_named() {
             self.0.values(name)
         }
     }
-    use nasnet_forward::WeightSource;
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
     let module = HubModule::open(&shared.join("amoebanet_a_n6_f16")).unwrap();
     let variables: Vec<(String, Vec<usize>)> = module

@@ -52,7 +52,10 @@ mod tests {
         let entry = BundleEntryProto {
             dtype: DataType::DtFloat as i32,
             shape: Some(TensorShapeProto {
-                dim: vec![tensor_shape_proto::Dim { size: 3, name: String::new() }],
+                dim: vec![tensor_shape_proto::Dim {
+                    size: 3,
+                    name: String::new(),
+                }],
                 unknown_rank: false,
             }),
             offset: 12,

@@ -12,15 +12,18 @@ pub struct GoldenError {
     pub problem: String,
 }
 
+/// Row-major values and their `[rows, columns]` shape.
+pub type Matrix = (Vec<f32>, [usize; 2]);
+
 /// The contents of a golden file.
 pub struct Golden {
     pub path: PathBuf,
     /// `[N, H, W, 3]` in [0, 1].
     pub images: Tensor,
     /// `[N, classes]`, when the module classifies.
-    pub logits: Option<(Vec<f32>, [usize; 2])>,
+    pub logits: Option<Matrix>,
     /// `[N, features]`.
-    pub features: Option<(Vec<f32>, [usize; 2])>,
+    pub features: Option<Matrix>,
     /// Cell scope -> output `[N, h, w, c]`.
     pub cells: BTreeMap<String, Tensor>,
 }
@@ -108,7 +111,7 @@ fn read_matrix(
     st: &safetensors::SafeTensors<'_>,
     name: &str,
     n: usize,
-) -> Result<Option<(Vec<f32>, [usize; 2])>, String> {
+) -> Result<Option<Matrix>, String> {
     let Ok(view) = st.tensor(name) else {
         return Ok(None);
     };
