@@ -7,10 +7,20 @@
 //! * `golden --module M --images F... -o OUT`: golden outputs of any hub module.
 //! * `synth-full -o DIR`: a full-size AmoebaNet-A N18/F448 module with random
 //!   weights (about 1.9 GB) and its golden, for benchmarks.
+//! * `bench [--module DIR] [--repeats R] [--skip-tf]`: the Rust forward pass
+//!   and conversion timed against TensorFlow on the same module (see bench.rs).
+//! * `check-convert`: every fixture module converted by `amoeba convert` and
+//!   compared with TensorFlow's checkpoint reader.
+//! * `fuzz --seconds N`: every cargo-fuzz target for N seconds (see fuzz.rs).
 //!
 //! The numbers all come from TensorFlow, run by the Python scripts in
 //! `xtask/python/`; this program only prepares the pinned virtual environment
 //! `xtask/.venv` and calls them.
+
+mod bench;
+mod check_convert;
+mod child;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +29,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "xtask", about = "Project automation (fixtures and goldens made by TensorFlow)")]
+#[command(
+    name = "xtask",
+    about = "Project automation (fixtures and goldens made by TensorFlow)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -65,58 +78,126 @@ enum Cmd {
         #[arg(long)]
         no_noise: bool,
     },
+    /// Time the Rust forward pass and conversion against TensorFlow (full-size module).
+    Bench {
+        /// Module folder (made by `cargo xtask synth-full -o /tmp/xt/full`).
+        #[arg(long, default_value = bench::DEFAULT_MODULE)]
+        module: PathBuf,
+        /// Timed runs per process and batch size, after one warm-up run.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        repeats: u32,
+        /// Only the Rust side (no TensorFlow forward pass, no Python conversion).
+        #[arg(long)]
+        skip_tf: bool,
+    },
+    /// Convert every fixture module with `amoeba convert` and compare the file with
+    /// TensorFlow's checkpoint reader; non-zero exit on any difference.
+    CheckConvert,
+    /// Run every cargo-fuzz target for a bounded time.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = repo_root()?;
-    let python = ensure_venv(&root)?;
-    let script = root.join("xtask/python/fixtures.py");
-    let mut args: Vec<String> = Vec::new();
     match cli.command {
-        Cmd::Fixtures { check, out, conformance } => {
-            if check {
-                let conformance = conformance.unwrap_or_else(|| {
-                    root.join("../shared/conformance/amoebanet_a_n6_f16")
-                });
-                if !conformance.is_dir() {
-                    bail!(
-                        "conformance module {} not found (pass --conformance DIR)",
-                        conformance.display()
-                    );
-                }
-                args.extend(["check".into(), "--root".into(), path_arg(&root)]);
-                args.extend(["--conformance".into(), path_arg(&absolute(&conformance)?)]);
-            } else {
-                args.extend(["fixtures".into(), "--root".into(), path_arg(&root)]);
-                if let Some(out) = out {
-                    args.extend(["--out".into(), path_arg(&absolute(&out)?)]);
-                }
-            }
+        // Fuzzing needs no Python; everything else runs TensorFlow.
+        Cmd::Fuzz { seconds } => fuzz::run(&root, seconds),
+        Cmd::Bench {
+            module,
+            repeats,
+            skip_tf,
+        } => {
+            let opts = bench::Options {
+                module,
+                repeats,
+                skip_tf,
+            };
+            bench::run(&root, &ensure_venv(&root)?, &opts)
         }
-        Cmd::Golden { module, images, out, noise } => {
-            args.extend(["golden".into(), "--module".into(), path_arg(&absolute(&module)?)]);
-            args.push("--images".into());
-            for image in &images {
-                args.push(path_arg(&absolute(image)?));
-            }
-            args.extend(["-o".into(), path_arg(&absolute(&out)?)]);
-            if noise {
-                args.push("--noise".into());
-            }
-        }
+        Cmd::CheckConvert => check_convert::run(&root, &ensure_venv(&root)?),
+        Cmd::Fixtures {
+            check,
+            out,
+            conformance,
+        } => fixtures_script(&root, fixtures_args(&root, check, out, conformance)?),
+        Cmd::Golden {
+            module,
+            images,
+            out,
+            noise,
+        } => fixtures_script(&root, golden_args(&module, &images, &out, noise)?),
         Cmd::SynthFull { out, no_noise } => {
-            args.extend(["synth-full".into(), "-o".into(), path_arg(&absolute(&out)?)]);
-            if no_noise {
-                args.push("--no-noise".into());
-            }
-            // The spec's list of every variable of the real module, if present.
-            let tsv = root.join("../shared/spec/variables-n18-f448-classification.tsv");
-            if tsv.is_file() {
-                args.extend(["--spec-tsv".into(), path_arg(&tsv)]);
-            }
+            fixtures_script(&root, synth_full_args(&root, &out, no_noise)?)
         }
     }
+}
+
+fn fixtures_args(
+    root: &Path,
+    check: bool,
+    out: Option<PathBuf>,
+    conformance: Option<PathBuf>,
+) -> Result<Vec<String>> {
+    let mut args: Vec<String> = Vec::new();
+    if check {
+        let conformance =
+            conformance.unwrap_or_else(|| root.join("../shared/conformance/amoebanet_a_n6_f16"));
+        if !conformance.is_dir() {
+            bail!(
+                "conformance module {} not found (pass --conformance DIR)",
+                conformance.display()
+            );
+        }
+        args.extend(["check".into(), "--root".into(), path_arg(root)]);
+        args.extend(["--conformance".into(), path_arg(&absolute(&conformance)?)]);
+    } else {
+        args.extend(["fixtures".into(), "--root".into(), path_arg(root)]);
+        if let Some(out) = out {
+            args.extend(["--out".into(), path_arg(&absolute(&out)?)]);
+        }
+    }
+    Ok(args)
+}
+
+fn golden_args(module: &Path, images: &[PathBuf], out: &Path, noise: bool) -> Result<Vec<String>> {
+    let mut args: Vec<String> = vec![
+        "golden".into(),
+        "--module".into(),
+        path_arg(&absolute(module)?),
+    ];
+    args.push("--images".into());
+    for image in images {
+        args.push(path_arg(&absolute(image)?));
+    }
+    args.extend(["-o".into(), path_arg(&absolute(out)?)]);
+    if noise {
+        args.push("--noise".into());
+    }
+    Ok(args)
+}
+
+fn synth_full_args(root: &Path, out: &Path, no_noise: bool) -> Result<Vec<String>> {
+    let mut args: Vec<String> = vec!["synth-full".into(), "-o".into(), path_arg(&absolute(out)?)];
+    if no_noise {
+        args.push("--no-noise".into());
+    }
+    // The spec's list of every variable of the real module, if present.
+    let tsv = root.join("../shared/spec/variables-n18-f448-classification.tsv");
+    if tsv.is_file() {
+        args.extend(["--spec-tsv".into(), path_arg(&tsv)]);
+    }
+    Ok(args)
+}
+
+/// Runs `xtask/python/fixtures.py ARGS` in the pinned venv.
+fn fixtures_script(root: &Path, args: Vec<String>) -> Result<()> {
+    let python = ensure_venv(root)?;
+    let script = root.join("xtask/python/fixtures.py");
     let status = Command::new(&python)
         .arg(&script)
         .args(&args)
@@ -127,7 +208,11 @@ fn main() -> Result<()> {
         .status()
         .with_context(|| format!("running {}", python.display()))?;
     if !status.success() {
-        bail!("{} {} failed ({status})", script.display(), args.first().map_or("", |s| s));
+        bail!(
+            "{} {} failed ({status})",
+            script.display(),
+            args.first().map_or("", |s| s)
+        );
     }
     Ok(())
 }
@@ -142,8 +227,29 @@ fn repo_root() -> Result<PathBuf> {
     Ok(root.to_path_buf())
 }
 
+/// Builds the `amoeba` binary in release mode and returns its path.
+fn build_amoeba(root: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(cargo)
+        .args(["build", "--release", "--bin", "amoeba"])
+        .current_dir(root))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || root.join("target"),
+        |t| absolute(Path::new(&t)).unwrap_or(t.into()),
+    );
+    let amoeba = target.join("release/amoeba");
+    if !amoeba.is_file() {
+        bail!("{} not found after building", amoeba.display());
+    }
+    Ok(amoeba)
+}
+
 fn absolute(p: &Path) -> Result<PathBuf> {
-    Ok(if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) })
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
 }
 
 fn path_arg(p: &Path) -> String {
@@ -166,8 +272,14 @@ fn ensure_venv(root: &Path) -> Result<PathBuf> {
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
-        eprintln!("xtask: installing {} into {}", requirements.display(), venv.display());
-        run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "-r"]).arg(&requirements))?;
+        eprintln!(
+            "xtask: installing {} into {}",
+            requirements.display(),
+            venv.display()
+        );
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(&requirements))?;
         std::fs::write(&stamp, want)?;
     }
     Ok(python)
