@@ -48,7 +48,7 @@ def tf_info(tf):
     except (ImportError, AttributeError):
         onednn = "unknown"
     threading = tf.config.threading
-    print(f"tf_info version={tf.__version__} onednn={onednn} "
+    print(f"tf_info: version={tf.__version__} onednn={onednn} "
           f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset)')} "
           f"intra_op={threading.get_intra_op_parallelism_threads()} "
           f"inter_op={threading.get_inter_op_parallelism_threads()} cpus={os.cpu_count()}",

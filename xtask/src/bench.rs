@@ -84,7 +84,7 @@ pub fn run(root: &Path, python: &Path, opts: &Options) -> Result<()> {
     drop(shm);
     let model = disk.path().join("amoeba.safetensors");
     let forwards = forward_rounds(&amoeba, &tf, &model, &module, work.path(), opts)?;
-    print_report(&forwards, &converts, shard_bytes);
+    print_report(&forwards, &converts, shard_bytes, opts);
     Ok(())
 }
 
@@ -303,7 +303,9 @@ fn tf_forward(
     ]))?;
     let seconds = m.values("forward_seconds");
     let mut row = forward_row("TensorFlow", batch, seconds, repeats, &m, load)?;
-    row.info = m.line("tf_info").map(str::to_string);
+    row.info = m
+        .line("tf_info:")
+        .map(|l| l.trim_start_matches("tf_info:").trim().to_string());
     Ok(row)
 }
 
@@ -334,11 +336,32 @@ fn forward_row(
     })
 }
 
-fn print_report(forwards: &[ForwardRow], converts: &[ConvertRow], shard_bytes: u64) {
+fn print_report(
+    forwards: &[ForwardRow],
+    converts: &[ConvertRow],
+    shard_bytes: u64,
+    opts: &Options,
+) {
+    println!(
+        "\n`cargo xtask bench --module {} --repeats {}{}`; load average at the end {}\n",
+        opts.module.display(),
+        opts.repeats,
+        if opts.skip_tf { " --skip-tf" } else { "" },
+        child::load_average()
+    );
+    println!(
+        "Forward pass: median of {} timed runs after one warm-up run, per process; GFLOP/s \
+              counts {GFLOP_PER_IMAGE} GFLOP per image; Rust/TF above 1 means Rust is slower.\n",
+        opts.repeats
+    );
     println!("{}", forward_table(forwards));
     for info in forwards.iter().filter_map(|r| r.info.as_deref()).take(1) {
-        println!("{info}\n");
+        println!("TensorFlow: {info}\n");
     }
+    println!(
+        "Conversion of {shard_bytes} checkpoint bytes (page cache warm), whole-process wall \
+         time; GB/s = checkpoint bytes / wall time.\n"
+    );
     println!("{}", convert_table(converts, shard_bytes));
 }
 
@@ -388,15 +411,19 @@ fn convert_table(rows: &[ConvertRow], shard_bytes: u64) -> String {
             _ => "".into(),
         };
         let wall = match row.inner {
-            Some(inner) => format!("{:.2} ({inner:.2} without importing TF)", row.wall),
+            Some(inner) => format!("{:.2} ({inner:.2} after importing TF)", row.wall),
             None => format!("{:.2}", row.wall),
+        };
+        let rate = |s: f64| shard_bytes as f64 / 1e9 / s;
+        let gbs = match row.inner {
+            Some(inner) => format!("{:.2} ({:.2})", rate(row.wall), rate(inner)),
+            None => format!("{:.2}", rate(row.wall)),
         };
         let _ = writeln!(
             t,
-            "| {} | {} | {wall} | {:.2} | {ratio} | {} | {} |",
+            "| {} | {} | {wall} | {gbs} | {ratio} | {} | {} |",
             row.folder,
             row.tool,
-            shard_bytes as f64 / 1e9 / row.wall,
             gib(row.peak_rss),
             row.load
         );
