@@ -198,6 +198,13 @@ fn load_cells(loader: &Loader, spec: &NetworkSpec) -> Result<Vec<CellLayer>, For
                 layout.scope, expected, input_shape
             )));
         }
+        // Strides divide spatial sizes; the description comes from a file and may say 0.
+        if layout.stride == 0 {
+            return Err(ForwardError::Unsupported(format!(
+                "{}: the network description gives the cell stride 0",
+                layout.scope
+            )));
+        }
         let prev_shape = layout.prev.and_then(|p| shapes.get(p).copied());
         let genotype = match layout.kind {
             CellKind::Normal => &spec.genotype.normal,
