@@ -39,6 +39,8 @@ struct ForwardRow {
     /// Timed runs only, warm-up excluded.
     seconds: Vec<f64>,
     peak_rss: u64,
+    /// The process's CPU time over its wall time (at most the core count).
+    cpu_per_wall: f64,
     load: String,
     /// TensorFlow's `tf_info` line: version, oneDNN, thread pools.
     info: Option<String>,
@@ -52,6 +54,7 @@ struct ConvertRow {
     /// Python's time without importing TensorFlow.
     inner: Option<f64>,
     peak_rss: u64,
+    cpu_per_wall: f64,
     load: String,
 }
 
@@ -224,6 +227,7 @@ fn convert_row(
         wall: m.wall.as_secs_f64(),
         inner,
         peak_rss: m.peak_rss,
+        cpu_per_wall: cpu_per_wall(m),
         load,
     }
 }
@@ -331,6 +335,7 @@ fn forward_row(
         batch,
         seconds,
         peak_rss: m.peak_rss,
+        cpu_per_wall: cpu_per_wall(m),
         load,
         info: None,
     })
@@ -368,8 +373,8 @@ fn print_report(
 fn forward_table(rows: &[ForwardRow]) -> String {
     let mut t = String::from(
         "| batch | engine | median s/batch | s/image | images/s | GFLOP/s | Rust/TF time \
-         | peak RSS | timed runs (s) | load avg at start |\n\
-         | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
+         | peak RSS | process CPU/wall | timed runs (s) | load avg at start |\n\
+         | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
     );
     for row in rows {
         let med = median(&row.seconds);
@@ -384,12 +389,13 @@ fn forward_table(rows: &[ForwardRow]) -> String {
         let runs: Vec<String> = row.seconds.iter().map(|s| format!("{s:.2}")).collect();
         let _ = writeln!(
             t,
-            "| {} | {} | {med:.2} | {per_image:.2} | {:.2} | {:.0} | {ratio} | {} | {} | {} |",
+            "| {} | {} | {med:.2} | {per_image:.2} | {:.2} | {:.0} | {ratio} | {} | {:.2} | {} | {} |",
             row.batch,
             row.engine,
             1.0 / per_image,
             GFLOP_PER_IMAGE / per_image,
             gib(row.peak_rss),
+            row.cpu_per_wall,
             runs.join(", "),
             row.load
         );
@@ -400,7 +406,8 @@ fn forward_table(rows: &[ForwardRow]) -> String {
 fn convert_table(rows: &[ConvertRow], shard_bytes: u64) -> String {
     let mut t = String::from(
         "| output folder | converter | wall s | GB/s | Rust/Python time | peak RSS \
-         | load avg at start |\n| --- | --- | ---: | ---: | ---: | ---: | --- |\n",
+         | process CPU/wall | load avg at start |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n",
     );
     for row in rows {
         let python = rows
@@ -421,14 +428,20 @@ fn convert_table(rows: &[ConvertRow], shard_bytes: u64) -> String {
         };
         let _ = writeln!(
             t,
-            "| {} | {} | {wall} | {gbs} | {ratio} | {} | {} |",
+            "| {} | {} | {wall} | {gbs} | {ratio} | {} | {:.2} | {} |",
             row.folder,
             row.tool,
             gib(row.peak_rss),
+            row.cpu_per_wall,
             row.load
         );
     }
     t
+}
+
+/// CPU seconds per wall second of a whole child process (loading included).
+fn cpu_per_wall(m: &Measured) -> f64 {
+    m.cpu.as_secs_f64() / m.wall.as_secs_f64().max(1e-9)
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -468,6 +481,7 @@ mod tests {
             batch: 8,
             seconds,
             peak_rss: 1 << 30,
+            cpu_per_wall: 1.9,
             load: "1.00 1.00 1.00".into(),
             info: None,
         };
@@ -476,7 +490,7 @@ mod tests {
             row("TensorFlow", vec![8.5]),
         ]);
         assert!(
-            t.contains("| 8 | Rust | 17.00 | 2.12 | 0.47 | 98 | 2.00 | 1.00 GiB |"),
+            t.contains("| 8 | Rust | 17.00 | 2.12 | 0.47 | 98 | 2.00 | 1.00 GiB | 1.90 |"),
             "{t}"
         );
     }

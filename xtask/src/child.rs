@@ -13,6 +13,9 @@ pub struct Measured {
     pub wall: Duration,
     /// The child's peak resident set (`ru_maxrss`), in bytes.
     pub peak_rss: u64,
+    /// The child's user + system CPU time: against `wall`, it shows how much of the
+    /// machine the child got while others' processes were running.
+    pub cpu: Duration,
     pub stdout: String,
     pub stderr: String,
 }
@@ -50,7 +53,7 @@ pub fn measure(cmd: &mut Command) -> Result<Measured> {
     let child = cmd
         .spawn()
         .with_context(|| format!("cannot start {cmd:?}"))?;
-    let (status, peak_rss) = wait4(child.id())?;
+    let (status, peak_rss, cpu) = wait4(child.id())?;
     let wall = start.elapsed();
     let stdout = read_back(&mut out)?;
     let stderr = read_back(&mut err)?;
@@ -65,6 +68,7 @@ pub fn measure(cmd: &mut Command) -> Result<Measured> {
     Ok(Measured {
         wall,
         peak_rss,
+        cpu,
         stdout,
         stderr,
     })
@@ -72,8 +76,8 @@ pub fn measure(cmd: &mut Command) -> Result<Measured> {
 
 /// Reaps `pid` with `wait4`, which, unlike `Child::wait`, also returns the child's own
 /// resource usage (so other children of this process do not mix in, as they would with
-/// `getrusage(RUSAGE_CHILDREN)`). Returns the wait status and peak RSS in bytes.
-fn wait4(pid: u32) -> Result<(i32, u64)> {
+/// `getrusage(RUSAGE_CHILDREN)`). Returns the wait status, peak RSS in bytes and CPU time.
+fn wait4(pid: u32) -> Result<(i32, u64, Duration)> {
     let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
     let mut status = 0;
     // SAFETY: rusage is plain old data; all-zero is a valid value.
@@ -91,7 +95,14 @@ fn wait4(pid: u32) -> Result<(i32, u64)> {
     }
     // Linux reports ru_maxrss in KiB.
     let kib = u64::try_from(usage.ru_maxrss).unwrap_or(0);
-    Ok((status, kib * 1024))
+    let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+    Ok((status, kib * 1024, cpu))
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let micros = u32::try_from(t.tv_usec).unwrap_or(0);
+    Duration::from_secs(secs) + Duration::from_micros(u64::from(micros))
 }
 
 fn read_back(file: &mut File) -> Result<String> {
@@ -121,6 +132,7 @@ mod tests {
         ]))?;
         assert_eq!(m.values("forward_seconds"), vec![1.5, 2.0]);
         assert!(m.peak_rss > 0);
+        assert!(m.cpu <= m.wall * 2 + Duration::from_millis(50));
         Ok(())
     }
 
