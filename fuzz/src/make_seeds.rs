@@ -223,6 +223,12 @@ fn safetensors_seeds(root: &Path, dir: &Path) -> Result<()> {
         "feature_vector",
         &std::fs::read(&out).context(out.display())?,
     )?;
+    let spec_dir = dir.with_file_name("network_spec");
+    write_seed(
+        &spec_dir,
+        "feature_vector.json",
+        model.spec.to_json().as_bytes(),
+    )?;
     write_seed(
         dir,
         "plain",

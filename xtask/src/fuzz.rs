@@ -39,6 +39,10 @@ const TARGETS: &[Target] = &[
         extra: &[],
     },
     Target {
+        name: "network_spec",
+        extra: &[],
+    },
+    Target {
         name: "golden",
         extra: &[],
     },
@@ -138,13 +142,15 @@ impl Toolchain {
 fn build(fuzz_dir: &Path, toolchain: &Toolchain) -> Result<()> {
     let status = toolchain
         .cargo()
-        .args(["fuzz", "build", "-O"])
+        // `-a`: keep overflow checks and debug assertions, which `-O` alone turns off; an
+        // overflow the shipped binary would wrap silently is a bug worth finding.
+        .args(["fuzz", "build", "-O", "-a"])
         .current_dir(fuzz_dir)
         .status()
         .context("cannot run cargo fuzz (install it with `cargo install cargo-fuzz`)")?;
     if !status.success() {
         bail!(
-            "`{} build -O` failed in {} (is cargo-fuzz installed? `cargo install cargo-fuzz`)",
+            "`{} build -O -a` failed in {} (is cargo-fuzz installed? `cargo install cargo-fuzz`)",
             toolchain.describe(),
             fuzz_dir.display()
         );
