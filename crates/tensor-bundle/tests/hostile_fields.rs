@@ -336,6 +336,6 @@ fn wrong_checksum_fails_on_read_naming_the_tensor() {
 fn missing_shape_is_a_scalar_and_then_a_size_mismatch() {
     let mut fields = original();
     fields.shape = None;
-    let err = open_with(&fields).err().expect("opened");
+    let err = open_with(&fields).expect_err("opened");
     assert!(err.to_string().contains(NAME), "{err}");
 }
