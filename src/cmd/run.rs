@@ -72,15 +72,12 @@ fn timed_forwards(
     last.context("no forward pass ran")
 }
 
-/// The median (the mean of the two middle values for an even count).
+/// The median (the mean of the two middle values for an even count; for an odd count both
+/// indices below are the middle one). `values` is not empty: `repeat` is at least 1.
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 0 {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    }
+    let n = values.len();
+    (values[(n - 1) / 2] + values[n / 2]) / 2.0
 }
 
 fn read_images(path: &Path) -> anyhow::Result<Tensor> {

@@ -449,8 +449,8 @@ fn median(values: &[f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => f64::NAN,
-        n if n % 2 == 0 => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        n => v[n / 2],
+        // For an odd count both indices are the middle one.
+        n => (v[(n - 1) / 2] + v[n / 2]) / 2.0,
     }
 }
 
