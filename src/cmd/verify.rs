@@ -26,6 +26,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let golden = Golden::open(&args.golden)?;
     let model = Model::open(&args.model)?;
+    golden.check_against(&model.spec)?;
     let network = model.network()?;
     let options = Options {
         atol: args.atol,

@@ -49,6 +49,7 @@ impl Network {
             Some(spec.stem_filters),
         )?;
         let cells = load_cells(&loader, spec)?;
+        check_features(spec, &cells)?;
         let fc = match spec.num_classes {
             Some(classes) => Some(load_dense(&loader, spec.num_features, classes)?),
             None => None,
@@ -219,6 +220,21 @@ fn load_cells(loader: &Loader, spec: &NetworkSpec) -> Result<Vec<CellLayer>, For
         cells.push(cell);
     }
     Ok(cells)
+}
+
+/// The feature vector is the last cell's channels; a description that says otherwise (or has
+/// no cells) is refused here rather than failing inside a kernel.
+fn check_features(spec: &NetworkSpec, cells: &[CellLayer]) -> Result<(), ForwardError> {
+    let last = cells.last().ok_or_else(|| {
+        ForwardError::Unsupported("the network description has no cells".to_string())
+    })?;
+    if last.layout.output_channels != spec.num_features {
+        return Err(ForwardError::Unsupported(format!(
+            "the network description says {} features but its last cell {} gives {}",
+            spec.num_features, last.layout.scope, last.layout.output_channels
+        )));
+    }
+    Ok(())
 }
 
 fn load_dense(loader: &Loader, features: usize, classes: usize) -> Result<Dense, ForwardError> {

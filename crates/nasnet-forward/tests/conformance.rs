@@ -116,3 +116,29 @@ fn missing_variable_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn inconsistent_description_is_refused_at_load() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+    let module = HubModule::open(&shared.join("amoebanet_a_n6_f16")).unwrap();
+    let variables: Vec<(String, Vec<usize>)> = module
+        .bundle()
+        .entries()
+        .map(|e| (e.name.clone(), e.shape.clone()))
+        .collect();
+    let graph = &module.inference_variant().unwrap().meta_graph;
+    let spec = nasnet_genotype::extract(graph, &variables, module.image_size())
+        .unwrap()
+        .spec;
+    let mut wrong = spec.clone();
+    wrong.num_features = 5;
+    let err = Network::load(&wrong, &module).err().unwrap().to_string();
+    assert!(
+        err.contains("5 features") && err.contains("cell_5"),
+        "{err}"
+    );
+    let mut empty = spec;
+    empty.cells.clear();
+    let err = Network::load(&empty, &module).err().unwrap().to_string();
+    assert!(err.contains("no cells"), "{err}");
+}

@@ -82,6 +82,41 @@ impl Golden {
     }
 }
 
+impl Golden {
+    /// Checks that the golden file fits a network like `spec` (image size, classes, feature
+    /// length), so a golden of another model is reported as bad input, not as a failed
+    /// verification.
+    pub fn check_against(&self, spec: &nasnet_forward::NetworkSpec) -> Result<(), GoldenError> {
+        let err = |problem: String| GoldenError {
+            path: self.path.clone(),
+            problem,
+        };
+        let [_, h, w, _] = self.images.shape;
+        if [h, w] != spec.image_size {
+            return Err(err(format!(
+                "`images` are {h}x{w} but the model takes {}x{}: a golden file of another model?",
+                spec.image_size[0], spec.image_size[1]
+            )));
+        }
+        if let (Some((_, [_, classes])), Some(ours)) = (&self.logits, spec.num_classes) {
+            if *classes != ours {
+                return Err(err(format!(
+                    "`logits` have {classes} classes but the model has {ours}"
+                )));
+            }
+        }
+        if let Some((_, [_, dim])) = &self.features {
+            if *dim != spec.num_features {
+                return Err(err(format!(
+                    "`features` have {dim} values but the model's feature vector has {}",
+                    spec.num_features
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn f32_values(view: &safetensors::tensor::TensorView<'_>, name: &str) -> Result<Vec<f32>, String> {
     if view.dtype() != safetensors::Dtype::F32 {
         return Err(format!("`{name}` is {:?}, expected F32", view.dtype()));
