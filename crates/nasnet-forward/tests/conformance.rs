@@ -12,15 +12,19 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn logits_features_and_every_cell_match_tensorflow() {
+fn shared() -> std::path::PathBuf {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
     assert!(
         shared.is_dir(),
         "conformance data missing at {}",
         shared.display()
     );
-    let module = HubModule::open(&shared.join("amoebanet_a_n6_f16")).unwrap();
+    shared
+}
+
+/// The conformance module and the network description extracted from it.
+fn conformance_module() -> (HubModule, nasnet_genotype::NetworkSpec) {
+    let module = HubModule::open(&shared().join("amoebanet_a_n6_f16")).unwrap();
     let variables: Vec<(String, Vec<usize>)> = module
         .bundle()
         .entries()
@@ -30,9 +34,15 @@ fn logits_features_and_every_cell_match_tensorflow() {
     let spec = nasnet_genotype::extract(graph, &variables, module.image_size())
         .unwrap()
         .spec;
+    (module, spec)
+}
+
+#[test]
+fn logits_features_and_every_cell_match_tensorflow() {
+    let (module, spec) = conformance_module();
     let network = Network::load(&spec, &module).unwrap();
 
-    let bytes = std::fs::read(shared.join("amoebanet_a_n6_f16.golden.safetensors")).unwrap();
+    let bytes = std::fs::read(shared().join("amoebanet_a_n6_f16.golden.safetensors")).unwrap();
     let golden = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let images = golden.tensor("images").unwrap();
     let images = Tensor::from_vec(f32s(images.data()), images.shape().try_into().unwrap()).unwrap();
@@ -62,17 +72,7 @@ fn logits_features_and_every_cell_match_tensorflow() {
 
 #[test]
 fn wrong_image_size_is_refused() {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
-    let module = HubModule::open(&shared.join("amoebanet_a_n6_f16")).unwrap();
-    let variables: Vec<(String, Vec<usize>)> = module
-        .bundle()
-        .entries()
-        .map(|e| (e.name.clone(), e.shape.clone()))
-        .collect();
-    let graph = &module.inference_variant().unwrap().meta_graph;
-    let spec = nasnet_genotype::extract(graph, &variables, module.image_size())
-        .unwrap()
-        .spec;
+    let (module, spec) = conformance_module();
     let network = Network::load(&spec, &module).unwrap();
     let err = network
         .forward(&Tensor::zeros([1, 224, 224, 3]))
@@ -96,17 +96,7 @@ fn missing_variable_is_named() {
             self.0.values(name)
         }
     }
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
-    let module = HubModule::open(&shared.join("amoebanet_a_n6_f16")).unwrap();
-    let variables: Vec<(String, Vec<usize>)> = module
-        .bundle()
-        .entries()
-        .map(|e| (e.name.clone(), e.shape.clone()))
-        .collect();
-    let graph = &module.inference_variant().unwrap().meta_graph;
-    let spec = nasnet_genotype::extract(graph, &variables, module.image_size())
-        .unwrap()
-        .spec;
+    let (module, spec) = conformance_module();
     let err = Network::load(&spec, &Without(&module))
         .err()
         .unwrap()
@@ -119,17 +109,7 @@ fn missing_variable_is_named() {
 
 #[test]
 fn inconsistent_description_is_refused_at_load() {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
-    let module = HubModule::open(&shared.join("amoebanet_a_n6_f16")).unwrap();
-    let variables: Vec<(String, Vec<usize>)> = module
-        .bundle()
-        .entries()
-        .map(|e| (e.name.clone(), e.shape.clone()))
-        .collect();
-    let graph = &module.inference_variant().unwrap().meta_graph;
-    let spec = nasnet_genotype::extract(graph, &variables, module.image_size())
-        .unwrap()
-        .spec;
+    let (module, spec) = conformance_module();
     let mut wrong = spec.clone();
     wrong.num_features = 5;
     let err = Network::load(&wrong, &module).err().unwrap().to_string();
