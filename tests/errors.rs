@@ -195,3 +195,47 @@ fn safetensors_without_network_metadata_is_refused() {
         "amoeba convert",
     );
 }
+
+#[test]
+fn sigint_during_convert_leaves_no_partial_output() {
+    // Whenever the signal lands, the outcome is all or nothing: a complete, valid file
+    // (exit 0) or no file and no temporary file (exit 2, or killed before the handler
+    // was installed).
+    for delay_ms in [0u64, 5, 20, 60] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("m.safetensors");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_amoeba"))
+            .args([
+                "convert",
+                fixture_module().to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let status = child.wait().unwrap();
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        if status.success() {
+            let bytes = std::fs::read(&out).unwrap();
+            assert!(
+                safetensors::SafeTensors::deserialize(&bytes).is_ok(),
+                "complete file"
+            );
+            assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+        } else {
+            assert!(
+                leftovers.is_empty(),
+                "after {delay_ms} ms: {leftovers:?} left behind ({status})"
+            );
+        }
+    }
+}
