@@ -7,7 +7,11 @@ use tf_proto::tensorflow::attr_value::Value;
 use tf_proto::tensorflow::{MetaGraphDef, SavedModel};
 use tf_proto::Message;
 
-const CONFORMANCE: &str = "/work/shared/conformance/amoebanet_a_n6_f16/saved_model.pb";
+/// The official conformance module's graph, in `shared/` beside the repository (CI provides it).
+fn conformance_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/conformance/amoebanet_a_n6_f16/saved_model.pb")
+}
 
 fn inference_graph(path: &Path) -> Option<MetaGraphDef> {
     let bytes = std::fs::read(path).ok()?;
@@ -35,10 +39,14 @@ fn graph_variables(graph: &MetaGraphDef) -> Vec<(String, Vec<usize>)> {
 }
 
 fn conformance() -> Option<(MetaGraphDef, Extraction)> {
-    let Some(graph) = inference_graph(Path::new(CONFORMANCE)) else {
-        eprintln!("skipping: {CONFORMANCE} not present");
-        return None;
-    };
+    let path = conformance_path();
+    let graph = inference_graph(&path);
+    assert!(
+        graph.is_some(),
+        "conformance module missing at {}",
+        path.display()
+    );
+    let graph = graph?;
     let vars = graph_variables(&graph);
     let extraction = extract(&graph, &vars, None).expect("extraction succeeds");
     Some((graph, extraction))
@@ -316,4 +324,22 @@ fn visit(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(path);
         }
     }
+}
+
+#[test]
+fn image_size_without_attachment_comes_from_the_signature_or_placeholder() {
+    // Modules exported before tensorflow_hub had `image_module_info` carry no attachment.
+    let (mut graph, _) = conformance().expect("conformance module");
+    graph.collection_def.remove("hub_module_attachments");
+    let vars = graph_variables(&graph);
+    let extraction = extract(&graph, &vars, None).expect("extraction succeeds");
+    assert_eq!(extraction.spec.image_size, [331, 331]);
+    // Nor signature shapes (TF 1.12-era exports store unknown rank): the placeholder remains.
+    for sig in graph.signature_def.values_mut() {
+        for info in sig.inputs.values_mut() {
+            info.tensor_shape = None;
+        }
+    }
+    let extraction = extract(&graph, &vars, None).expect("extraction succeeds");
+    assert_eq!(extraction.spec.image_size, [331, 331]);
 }
