@@ -1,40 +1,19 @@
 //! Broken inputs through the binary: a clear message naming the file, exit code 2, no panic.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn fixture_module() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/modules/amoebanet_a_n3_f8")
+    common::repo(common::FIXTURE_MODULE)
 }
 
-/// A writable copy of a fixture module.
 fn copy_module(dst: &Path) -> PathBuf {
-    let src = fixture_module();
-    let target = dst.join("module");
-    for rel in [
-        "saved_model.pb",
-        "tfhub_module.pb",
-        "variables/variables.index",
-        "variables/variables.data-00000-of-00001",
-    ] {
-        let to = target.join(rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(src.join(rel), &to).unwrap();
-    }
-    target
+    common::copy_fixture_module(dst)
 }
 
-/// Runs `amoeba ARGS` and returns (exit code, stderr).
-fn amoeba(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_amoeba"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::amoeba_stderr as amoeba;
 
 fn inspect_check(module: &Path) -> (Option<i32>, String) {
     amoeba(&["inspect", "--check", module.to_str().unwrap()])

@@ -6,32 +6,21 @@
 //! Checkpoints are edited by rebuilding the index table here (one data block, every entry a
 //! restart point) from entries re-encoded by hand, so the test needs no protobuf library.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use tensor_bundle::table::{checksum, read_table, write_varint, BlockHandle, TABLE_MAGIC};
 use tensor_bundle::TensorBundle;
 
-const MODULE: &str = "fixtures/modules/amoebanet_a_n3_f8";
+const MODULE: &str = common::FIXTURE_MODULE;
 const GOLDEN: &str = "fixtures/goldens/amoebanet_a_n3_f8.golden.safetensors";
 const STEM: &str = "stem/conv0/weights";
 
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
+use common::repo;
 
-/// Runs `amoeba ARGS` and returns (exit code, stderr).
-fn amoeba(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_amoeba"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::amoeba_stderr as amoeba;
 
 /// Exit code 2, no panic, and a message containing every fragment (case-insensitive).
 fn assert_bad_input(result: (Option<i32>, String), fragments: &[&str]) {
@@ -51,20 +40,8 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A writable copy of the fixture module.
 fn copy_module(dst: &Path) -> PathBuf {
-    let target = dst.join("module");
-    for rel in [
-        "saved_model.pb",
-        "tfhub_module.pb",
-        "variables/variables.index",
-        "variables/variables.data-00000-of-00001",
-    ] {
-        let to = target.join(rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(repo(MODULE).join(rel), &to).unwrap();
-    }
-    target
+    common::copy_fixture_module(dst)
 }
 
 /// The fields of one bundle entry that the tests edit.
