@@ -277,8 +277,9 @@ impl OpLayer {
                 col,
                 post,
             } => {
-                let mut t = bottleneck_in(x, pre.as_ref(), scratch);
-                t = row.apply(t.view(), [1, *stride], true, scratch);
+                let t = bottleneck_in(x, pre.as_ref(), scratch);
+                let x = t.as_ref().map_or(x, Tensor::view);
+                let t = row.apply(x, [1, *stride], true, scratch);
                 finish(
                     col,
                     [*stride, 1],
@@ -299,7 +300,7 @@ impl OpLayer {
                 finish(
                     conv,
                     [*stride, *stride],
-                    t.view(),
+                    t.as_ref().map_or(x, Tensor::view),
                     post.as_ref(),
                     write,
                     scratch,
@@ -310,18 +311,10 @@ impl OpLayer {
     }
 }
 
-/// ReLU -> pre_1x1 (when there is a bottleneck), into a new tensor; the ReLU of the layer
-/// after is left to that layer. Without a bottleneck the input is only copied.
-fn bottleneck_in(x: Nhwc, pre: Option<&ConvBn>, scratch: &mut Vec<f32>) -> Tensor {
-    match pre {
-        Some(pre) => pre.apply(x, [1, 1], true, scratch),
-        None => {
-            // The first conv applies the ReLU as it reads; keep the values as they are.
-            let mut t = Tensor::zeros(x.shape());
-            kernels::copy(x, t.view_mut());
-            t
-        }
-    }
+/// ReLU -> pre_1x1 into a new tensor when there is a bottleneck (the ReLU of the layer after
+/// is left to that layer); without one, `None`: the next conv reads the input itself.
+fn bottleneck_in(x: Nhwc, pre: Option<&ConvBn>, scratch: &mut Vec<f32>) -> Option<Tensor> {
+    pre.map(|pre| pre.apply(x, [1, 1], true, scratch))
 }
 
 /// ReLU -> `conv` (at `stride`), then ReLU -> post_1x1 when there is a bottleneck.
