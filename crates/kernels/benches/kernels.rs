@@ -26,7 +26,7 @@ fn filled(len: usize) -> Vec<f32> {
 
 fn bench_pointwise(hw: usize, cin: usize, cout: usize) {
     let input = filled(hw * hw * cin);
-    let wts = filled(cin * cout);
+    let wts = PackedWeights::new(cin, cout, &filled(cin * cout));
     let bias = filled(cout);
     let mut out = vec![0.0; hw * hw * cout];
     let t = best_time(|| {
@@ -40,9 +40,78 @@ fn bench_pointwise(hw: usize, cin: usize, cout: usize) {
     );
 }
 
+/// The pointwise GEMM both ways (the `gemm` crate on row-major weights, no
+/// ReLU, and [`gemm_packed`] on weights packed at load time, ReLU on input), with the weights warm in
+/// cache and cold (cycling through copies worth 96 MiB, as a forward pass at
+/// batch 1 touches each weight once).
+fn bench_packed(batch: usize, hw: usize, cin: usize, cout: usize) {
+    let m = batch * hw * hw;
+    let input = filled(m * cin);
+    let copies = ((96 << 20) / (4 * cin * cout)).max(1);
+    let wts: Vec<Vec<f32>> = (0..copies).map(|_| filled(cin * cout)).collect();
+    let packed: Vec<PackedWeights> = wts
+        .iter()
+        .map(|w| PackedWeights::new(cin, cout, w))
+        .collect();
+    let mut out = vec![0.0; m * cout];
+    let flop = 2.0 * (m * cin * cout) as f64;
+    for cold in [false, true] {
+        let mut i = 0;
+        let t_gemm = best_time(|| {
+            i = if cold { (i + 1) % copies } else { 0 };
+            gemm_crate(m, cout, cin, &mut out, &input, &wts[i]);
+        });
+        let t_packed = best_time(|| {
+            i = if cold { (i + 1) % copies } else { 0 };
+            let lhs = LhsRows {
+                data: &input,
+                rows: m,
+                offset: |r| r * cin,
+                relu: true,
+            };
+            gemm_packed(&lhs, &packed[i], &mut out, cout);
+        });
+        let g = |t: Duration| flop / t.as_secs_f64() / 1e9;
+        println!(
+            "gemm {batch}x{hw:>3}x{hw:<3} {cin:>4} -> {cout:<4} {}  gemm crate {:>8.3} ms {:>6.1} GFLOP/s   packed {:>8.3} ms {:>6.1} GFLOP/s",
+            if cold { "cold" } else { "warm" },
+            ms(t_gemm), g(t_gemm), ms(t_packed), g(t_packed)
+        );
+    }
+}
+
+/// `dst = lhs @ rhs` (row-major) with the `gemm` crate, both threads.
+fn gemm_crate(m: usize, n: usize, k: usize, dst: &mut [f32], lhs: &[f32], rhs: &[f32]) {
+    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    // SAFETY: the assert above keeps every element addressed inside the slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        )
+    }
+}
+
 fn bench_conv(hw: usize, c: usize, kh: usize, kw: usize) {
     let input = filled(hw * hw * c);
-    let wts = filled(kh * kw * c * c);
+    let wts = PackedWeights::new(kh * kw * c, c, &filled(kh * kw * c * c));
     let bias = filled(c);
     let mut out = vec![0.0; hw * hw * c];
     let mut scratch = Vec::new();
@@ -73,7 +142,7 @@ fn bench_conv(hw: usize, c: usize, kh: usize, kw: usize) {
 
 fn bench_stem() {
     let input = filled(331 * 331 * 3);
-    let wts = filled(27 * 32);
+    let wts = PackedWeights::new(27, 32, &filled(27 * 32));
     let bias = filled(32);
     let mut out = vec![0.0; 165 * 165 * 32];
     let t = best_time(|| {
@@ -161,7 +230,7 @@ fn ms(t: Duration) -> f64 {
 }
 
 /// `cargo bench -p kernels -- WORD...` runs only the groups named
-/// (peak, pointwise, conv, depthwise, pool, add).
+/// (peak, pointwise, packed, conv, depthwise, pool, add).
 fn wanted(group: &str) -> bool {
     let words: Vec<String> = std::env::args()
         .skip(1)
@@ -178,6 +247,14 @@ fn main() {
     }
     if wanted("pointwise") {
         pointwise_group();
+    }
+    if wanted("packed") {
+        bench_packed(1, 42, 448, 448);
+        bench_packed(1, 21, 896, 896);
+        bench_packed(1, 11, 1792, 1792);
+        bench_packed(1, 11, 10752, 1792);
+        bench_packed(8, 42, 448, 448);
+        bench_packed(8, 11, 1792, 1792);
     }
     if wanted("conv") {
         conv_group();

@@ -1,94 +1,21 @@
-//! Convolutions that map onto a GEMM (pointwise, im2col conv2d, dense).
+//! Convolutions that map onto a GEMM (pointwise, im2col conv2d, dense), all
+//! by weights packed at load time ([`PackedWeights`], `k = kh*kw*cin` rows by
+//! `cout` columns).
 //!
-//! The `gemm` crate computes `dst = alpha*dst + beta*lhs@rhs` with arbitrary
-//! row strides, so NHWC activations (rows = pixels, possibly strided inside a
-//! concat buffer) are used in place. The bias is written into `dst` first and
-//! the product accumulated onto it, which saves a second pass.
+//! [`gemm_packed`] reads any pixel as a GEMM row, so NHWC activations (rows =
+//! pixels, possibly strided inside a concat buffer, or every other pixel for a
+//! stride-2 1x1) are used in place, with the input ReLU applied as they are
+//! read. The bias is written into `dst` first and the product accumulated onto
+//! it, which saves a second pass.
 
+use crate::packed::{gemm_packed, LhsRows, PackedWeights};
 use crate::padding::{output_size, Padding};
 use crate::view::{Nhwc, NhwcMut};
 use rayon::prelude::*;
 
-/// Below this many multiply-adds, waking the thread pool costs more than it saves.
-const PARALLEL_MACS: usize = 1 << 18;
-
 /// Upper bound on im2col scratch, in floats (4 MiB): big enough for GEMM
 /// blocks of hundreds of rows, small enough to stay mostly in L2/L3.
 const IM2COL_FLOATS: usize = 1 << 20;
-
-/// `dst[m][n] = (accumulate ? dst : 0) + lhs[m][k] @ rhs[k][n]`, all matrices
-/// row-major with unit column stride and the given row strides.
-///
-/// Panics if a slice is too short for its matrix.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: &[f32],
-    lhs_rs: usize,
-    rhs: &[f32],
-    rhs_rs: usize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let extent = |rows: usize, rs: usize, cols: usize| (rows - 1) * rs + cols;
-    assert!(
-        dst_rs >= n && dst.len() >= extent(m, dst_rs, n),
-        "dst too short"
-    );
-    if k == 0 {
-        if !accumulate {
-            dst.chunks_mut(dst_rs)
-                .take(m)
-                .for_each(|r| r[..n].fill(0.0));
-        }
-        return;
-    }
-    assert!(
-        lhs_rs >= k && lhs.len() >= extent(m, lhs_rs, k),
-        "lhs too short"
-    );
-    assert!(
-        rhs_rs >= n && rhs.len() >= extent(k, rhs_rs, n),
-        "rhs too short"
-    );
-    let parallelism = if m * n * k < PARALLEL_MACS {
-        gemm::Parallelism::None
-    } else {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    };
-    // SAFETY: the asserts above keep every element the strides address inside
-    // the three slices; `dst` is exclusively borrowed and cannot overlap the
-    // shared `lhs`/`rhs`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.as_ptr(),
-            1,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            1,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
-}
 
 /// Writes `bias` into every pixel of `out` (the GEMM then accumulates onto it).
 fn fill_bias(out: &mut NhwcMut, bias: &[f32]) {
@@ -114,27 +41,22 @@ fn add_bias(out: &mut NhwcMut, bias: &[f32]) {
 /// 1x1 convolution as GEMM: `out = input(subsampled by stride, i.e.
 /// in[y*s][x*s]) @ weights[cin][cout] + bias`.
 ///
-/// Panics if `weights.len() != cin*cout`, `bias.len() != cout`, or `out` is
+/// Panics if `weights` is not `cin x cout`, `bias.len() != cout`, or `out` is
 /// not `[n, ceil(h/s), ceil(w/s), cout]`.
-pub fn pointwise(input: Nhwc, weights: &[f32], bias: &[f32], stride: usize, out: NhwcMut) {
-    pointwise_with(input, weights, bias, stride, false, &mut Vec::new(), out)
+pub fn pointwise(input: Nhwc, weights: &PackedWeights, bias: &[f32], stride: usize, out: NhwcMut) {
+    pointwise_with(input, weights, bias, stride, false, out)
 }
 
-/// [`pointwise`] with an optional ReLU applied to the input. A stride > 1 or
-/// the ReLU make a gathered copy of the input in `scratch` (resized as
-/// needed, reusable across calls); otherwise the input is read in place.
+/// [`pointwise`] with an optional ReLU applied to the input as it is read.
 pub fn pointwise_with(
     input: Nhwc,
-    weights: &[f32],
+    weights: &PackedWeights,
     bias: &[f32],
     stride: usize,
     relu_input: bool,
-    scratch: &mut Vec<f32>,
     out: NhwcMut,
 ) {
-    pointwise_impl(
-        input, weights, bias, stride, relu_input, scratch, false, out,
-    )
+    pointwise_impl(input, weights, bias, stride, relu_input, false, out)
 }
 
 /// [`pointwise_with`] that adds its result onto `out` instead of overwriting it:
@@ -142,24 +64,21 @@ pub fn pointwise_with(
 /// then share one buffer, with no temporary and no separate add pass.
 pub fn pointwise_accumulate(
     input: Nhwc,
-    weights: &[f32],
+    weights: &PackedWeights,
     bias: &[f32],
     stride: usize,
     relu_input: bool,
-    scratch: &mut Vec<f32>,
     out: NhwcMut,
 ) {
-    pointwise_impl(input, weights, bias, stride, relu_input, scratch, true, out)
+    pointwise_impl(input, weights, bias, stride, relu_input, true, out)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn pointwise_impl(
     input: Nhwc,
-    weights: &[f32],
+    weights: &PackedWeights,
     bias: &[f32],
     stride: usize,
     relu_input: bool,
-    scratch: &mut Vec<f32>,
     accumulate: bool,
     mut out: NhwcMut,
 ) {
@@ -168,8 +87,8 @@ fn pointwise_impl(
     let (cin, cout) = (input.c, out.c);
     assert!(stride > 0, "stride 0");
     assert_eq!(
-        weights.len(),
-        cin * cout,
+        [weights.k(), weights.n()],
+        [cin, cout],
         "pointwise weights must be [cin][cout]"
     );
     assert_eq!(bias.len(), cout, "bias length");
@@ -185,54 +104,20 @@ fn pointwise_impl(
     } else {
         fill_bias(&mut out, bias);
     }
-    let m = out.pixels();
-    if stride == 1 && !relu_input {
-        let ps = input.pixel_stride;
-        return matmul(
-            m,
-            cout,
-            cin,
-            out.data,
-            out.pixel_stride,
-            true,
-            input.data,
-            ps,
-            weights,
-            cout,
-        );
-    }
-    gather(input, stride, relu_input, [out.h, out.w], scratch);
-    matmul(
-        m,
-        cout,
-        cin,
-        out.data,
-        out.pixel_stride,
-        true,
-        scratch,
-        cin,
-        weights,
-        cout,
-    );
-}
-
-/// Dense copy of `input[b, y*s, x*s, :]` (optionally ReLU'd) into `scratch`.
-fn gather(input: Nhwc, s: usize, relu: bool, [ho, wo]: [usize; 2], scratch: &mut Vec<f32>) {
-    let c = input.c;
-    scratch.resize(input.n * ho * wo * c, 0.0);
-    if c == 0 {
-        return;
-    }
-    scratch
-        .par_chunks_mut(wo * c)
-        .enumerate()
-        .for_each(|(row, dst)| {
-            let (b, y) = (row / ho, row % ho);
-            for (x, px) in dst.chunks_exact_mut(c).enumerate() {
-                let src = input.pixel((b * input.h + y * s) * input.w + x * s);
-                copy_act(src, px, relu);
-            }
-        });
+    let (h, w, ps) = (input.h, input.w, input.pixel_stride);
+    let (ho, wo) = (out.h, out.w);
+    // Output pixel i reads input pixel (b, y*stride, x*stride).
+    let offset = |i: usize| {
+        let (b, y, x) = (i / (ho * wo), i / wo % ho, i % wo);
+        ((b * h + y * stride) * w + x * stride) * ps
+    };
+    let lhs = LhsRows {
+        data: input.data,
+        rows: out.pixels(),
+        offset,
+        relu: relu_input,
+    };
+    gemm_packed(&lhs, weights, out.data, out.pixel_stride);
 }
 
 #[inline]
@@ -252,7 +137,7 @@ fn copy_act(src: &[f32], dst: &mut [f32], relu: bool) {
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     input: Nhwc,
-    weights: &[f32],
+    weights: &PackedWeights,
     kh: usize,
     kw: usize,
     stride: [usize; 2],
@@ -282,7 +167,7 @@ pub struct ConvGeom {
 /// padding stays 0) and a caller-owned im2col `scratch` (at most ~4 MiB).
 pub fn conv2d_with(
     input: Nhwc,
-    weights: &[f32],
+    weights: &PackedWeights,
     geom: ConvGeom,
     bias: &[f32],
     relu_input: bool,
@@ -302,8 +187,8 @@ pub fn conv2d_with(
     let (cin, cout) = (input.c, out.c);
     let k = kh * kw * cin;
     assert_eq!(
-        weights.len(),
-        k * cout,
+        [weights.k(), weights.n()],
+        [k, cout],
         "conv2d weights must be [kh][kw][cin][cout]"
     );
     assert_eq!(bias.len(), cout, "bias length");
@@ -326,18 +211,13 @@ pub fn conv2d_with(
             let rows = rows_per_block.min(ho - y0);
             unfold.rows(b, y0, rows, scratch);
             let dst = &mut out.data[(b * ho + y0) * wo * ops..];
-            matmul(
-                rows * wo,
-                cout,
-                k,
-                dst,
-                ops,
-                true,
-                scratch,
-                k,
-                weights,
-                cout,
-            );
+            let lhs = LhsRows {
+                data: scratch,
+                rows: rows * wo,
+                offset: |i| i * k,
+                relu: false,
+            };
+            gemm_packed(&lhs, weights, dst, ops);
         }
     }
 }
@@ -386,17 +266,9 @@ impl Unfold<'_> {
 /// Fully connected layer: `out[n][cout] = input[n][cin] @ weights[cin][cout] + bias`.
 ///
 /// Panics on a length mismatch.
-pub fn dense(
-    input: &[f32],
-    n: usize,
-    weights: &[f32],
-    cin: usize,
-    cout: usize,
-    bias: &[f32],
-    out: &mut [f32],
-) {
+pub fn dense(input: &[f32], n: usize, weights: &PackedWeights, bias: &[f32], out: &mut [f32]) {
+    let (cin, cout) = (weights.k(), weights.n());
     assert_eq!(input.len(), n * cin, "dense input length");
-    assert_eq!(weights.len(), cin * cout, "dense weights length");
     assert_eq!(bias.len(), cout, "dense bias length");
     assert_eq!(out.len(), n * cout, "dense output length");
     if cout == 0 {
@@ -404,5 +276,11 @@ pub fn dense(
     }
     out.chunks_exact_mut(cout)
         .for_each(|r| r.copy_from_slice(bias));
-    matmul(n, cout, cin, out, cout, true, input, cin, weights, cout);
+    let lhs = LhsRows {
+        data: input,
+        rows: n,
+        offset: |i| i * cin,
+        relu: false,
+    };
+    gemm_packed(&lhs, weights, out, cout);
 }

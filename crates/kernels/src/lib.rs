@@ -1,20 +1,22 @@
 //! Arithmetic kernels of the AmoebaNet forward pass, NHWC float32.
 //!
-//! This crate owns the arithmetic: GEMM calls (pointwise/general/dense
-//! convolutions through the `gemm` crate), the hand-written depthwise and
-//! pooling loops, TF's SAME/VALID padding rules and batch-norm folding. It
-//! does not own the network topology or any file format.
+//! This crate owns the arithmetic: a GEMM by weights packed at load time
+//! ([`PackedWeights`], [`gemm_packed`]: an AVX-512 microkernel that reads NHWC
+//! pixels in place) behind the pointwise, im2col and dense convolutions, the
+//! hand-written depthwise and pooling loops, TF's SAME/VALID padding rules and
+//! batch-norm folding. It does not own the network topology or any file format.
 //!
 //! Tensors are passed as [`Nhwc`]/[`NhwcMut`] views whose pixels may be
 //! strided, so an op can read from or write into a channel slice of a
 //! concatenation buffer. Shape mismatches are programming errors and panic.
 //! Kernels are parallel with rayon (in the current pool) and allocate only in
-//! the caller-reusable `scratch` buffers of the `*_with` variants.
+//! the caller-reusable im2col `scratch` of [`conv2d_with`].
 
 mod batch_norm;
 mod conv;
 mod depthwise;
 mod elementwise;
+mod packed;
 mod padding;
 mod pool;
 mod simd;
@@ -27,10 +29,11 @@ mod tests;
 
 pub use batch_norm::{batch_norm_scale_shift, fold_batch_norm};
 pub use conv::{
-    conv2d, conv2d_with, dense, matmul, pointwise, pointwise_accumulate, pointwise_with, ConvGeom,
+    conv2d, conv2d_with, dense, pointwise, pointwise_accumulate, pointwise_with, ConvGeom,
 };
 pub use depthwise::depthwise;
 pub use elementwise::{add, add_assign, batch_norm, copy, global_mean, relu};
+pub use packed::{gemm_packed, LhsRows, PackedWeights};
 pub use padding::{output_size, Padding};
 pub use pool::{avg_pool, max_pool, subsample2};
 pub use view::{Nhwc, NhwcMut};

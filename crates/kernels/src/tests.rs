@@ -112,7 +112,7 @@ proptest! {
         let want = reference::conv2d(&input.view(), &wts, kh, kw, [sh, sw], pad, &bias, relu_in);
         let mut out = Buf::sentinel(want.shape, extra);
         let geom = ConvGeom { kh, kw, stride: [sh, sw], padding: pad };
-        conv2d_with(input.view(), &wts, geom, &bias, relu_in, &mut Vec::new(), out.view_mut());
+        conv2d_with(input.view(), &PackedWeights::new(kh * kw * cin, cout, &wts), geom, &bias, relu_in, &mut Vec::new(), out.view_mut());
         out.check(&want, 1e-5);
     }
 
@@ -126,11 +126,12 @@ proptest! {
         let bias = rand_vec(cout, seed ^ 2);
         let want = reference::conv2d(&input.view(), &wts, 1, 1, [stride; 2], Padding::Same, &bias, relu_in);
         let mut out = Buf::sentinel(want.shape, extra);
-        pointwise_with(input.view(), &wts, &bias, stride, relu_in, &mut Vec::new(), out.view_mut());
+        let packed = PackedWeights::new(cin, cout, &wts);
+        pointwise_with(input.view(), &packed, &bias, stride, relu_in, out.view_mut());
         out.check(&want, 1e-5);
         if !relu_in {
             let mut out2 = Buf::sentinel(want.shape, extra);
-            pointwise(input.view(), &wts, &bias, stride, out2.view_mut());
+            pointwise(input.view(), &packed, &bias, stride, out2.view_mut());
             out2.check(&want, 1e-5);
         }
     }
@@ -151,7 +152,7 @@ proptest! {
             want.val[i] += f64::from(*b);
             want.mag[i] += f64::from(b.abs());
         }
-        pointwise_accumulate(input.view(), &wts, &bias, stride, relu_in, &mut Vec::new(), out.view_mut());
+        pointwise_accumulate(input.view(), &PackedWeights::new(cin, cout, &wts), &bias, stride, relu_in, out.view_mut());
         out.check(&want, 1e-5);
     }
 
@@ -270,7 +271,7 @@ proptest! {
         let wts = rand_vec(c * cout, seed ^ 1);
         let bias = rand_vec(cout, seed ^ 2);
         let mut out = vec![0.0; n * cout];
-        dense(&mean, n, &wts, c, cout, &bias, &mut out);
+        dense(&mean, n, &PackedWeights::new(c, cout, &wts), &bias, &mut out);
         let as_img = Nhwc::new(&mean, [n, 1, 1, c]);
         let want = reference::conv2d(&as_img, &wts, 1, 1, [1, 1], Padding::Valid, &bias, false);
         let mut got = Buf { data: out, shape: [n, 1, 1, cout], ps: cout, off: 0 };
@@ -293,12 +294,12 @@ proptest! {
         let zero = vec![0.0; cout];
         let shape = [1, h, w, cout];
         let (mut conv_out, mut bn_out) = (vec![0.0; h * w * cout], vec![0.0; h * w * cout]);
-        conv2d(input.view(), &wts, k, k, [1, 1], Padding::Same, &zero, NhwcMut::new(&mut conv_out, shape));
+        conv2d(input.view(), &PackedWeights::new(k * k * cin, cout, &wts), k, k, [1, 1], Padding::Same, &zero, NhwcMut::new(&mut conv_out, shape));
         let (scale, shift) = batch_norm_scale_shift(&gamma, &beta, &mean, &var, eps);
         batch_norm(Nhwc::new(&conv_out, shape), &scale, &shift, NhwcMut::new(&mut bn_out, shape));
         let bias = fold_batch_norm(&mut wts, cout, &gamma, &beta, &mean, &var, eps);
         let mut folded = vec![0.0; h * w * cout];
-        conv2d(input.view(), &wts, k, k, [1, 1], Padding::Same, &bias, NhwcMut::new(&mut folded, shape));
+        conv2d(input.view(), &PackedWeights::new(k * k * cin, cout, &wts), k, k, [1, 1], Padding::Same, &bias, NhwcMut::new(&mut folded, shape));
         for (a, b) in folded.iter().zip(&bn_out) {
             prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
         }
@@ -363,7 +364,7 @@ fn tf_valid_stem_331_to_165() {
     let o = NhwcMut::new(&mut out, [1, 165, 165, 32]);
     conv2d(
         v,
-        &vec![1.0; 27 * 32],
+        &PackedWeights::new(27, 32, &[1.0; 27 * 32]),
         3,
         3,
         [2, 2],
@@ -424,7 +425,7 @@ fn conv2d_in_several_row_blocks() {
     };
     conv2d_with(
         input.view(),
-        &wts,
+        &PackedWeights::new(9 * cin, cout, &wts),
         geom,
         &bias,
         true,
@@ -450,7 +451,13 @@ fn large_pointwise_uses_threads_correctly() {
         false,
     );
     let mut out = Buf::sentinel(want.shape, 7);
-    pointwise(input.view(), &wts, &bias, 1, out.view_mut());
+    pointwise(
+        input.view(),
+        &PackedWeights::new(300, 200, &wts),
+        &bias,
+        1,
+        out.view_mut(),
+    );
     out.check(&want, 1e-5);
 }
 

@@ -4,12 +4,13 @@
 //! [`ConvBn`]: the weights scaled per output channel and a bias (see `kernels::fold_batch_norm`).
 
 use crate::{ForwardError, Tensor, WeightSource};
-use kernels::{Nhwc, NhwcMut, Padding};
+use kernels::{Nhwc, NhwcMut, PackedWeights, Padding};
 use std::ops::Range;
 
-/// A convolution (HWIO weights) with the batch norm after it folded into weights and bias.
+/// A convolution (HWIO weights) with the batch norm after it folded into weights and bias,
+/// packed for [`kernels::gemm_packed`] as a `kh*kw*cin x cout` matrix.
 pub(crate) struct ConvBn {
-    pub w: Vec<f32>,
+    pub w: PackedWeights,
     pub bias: Vec<f32>,
     pub kh: usize,
     pub kw: usize,
@@ -115,7 +116,7 @@ impl Loader<'_> {
         let [gamma, beta, mean, var] = self.batch_norm(bn, bn_channels, range)?;
         let bias = kernels::fold_batch_norm(&mut w, cout, &gamma, &beta, &mean, &var, self.eps);
         Ok(ConvBn {
-            w,
+            w: PackedWeights::new(kh * kw * cin, cout, &w),
             bias,
             kh,
             kw,
@@ -156,7 +157,7 @@ impl ConvBn {
                 Write::Overwrite => kernels::pointwise_with,
                 Write::Accumulate => kernels::pointwise_accumulate,
             };
-            return f(x, &self.w, &self.bias, stride[0], relu_input, scratch, out);
+            return f(x, &self.w, &self.bias, stride[0], relu_input, out);
         }
         let geom = kernels::ConvGeom {
             kh: self.kh,

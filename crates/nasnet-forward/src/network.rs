@@ -3,7 +3,7 @@
 use crate::cell::CellLayer;
 use crate::layers::{ConvBn, Loader};
 use crate::{ForwardError, Tensor, WeightSource};
-use kernels::Padding;
+use kernels::{PackedWeights, Padding};
 use nasnet_genotype::{CellKind, NetworkSpec};
 
 /// What a forward pass returns.
@@ -19,10 +19,8 @@ pub struct Outputs {
 
 /// The final fully connected layer: weights `[features, classes]` and biases.
 struct Dense {
-    w: Vec<f32>,
+    w: PackedWeights,
     b: Vec<f32>,
-    cin: usize,
-    cout: usize,
 }
 
 /// A network ready to run.
@@ -163,8 +161,8 @@ impl Network {
         let mut features = vec![0.0; n * c];
         kernels::global_mean(last.view(), true, &mut features);
         let logits = self.fc.as_ref().map(|fc| {
-            let mut logits = vec![0.0; n * fc.cout];
-            kernels::dense(&features, n, &fc.w, fc.cin, fc.cout, &fc.b, &mut logits);
+            let mut logits = vec![0.0; n * fc.w.n()];
+            kernels::dense(&features, n, &fc.w, &fc.b, &mut logits);
             logits
         });
         Outputs {
@@ -246,9 +244,7 @@ fn load_dense(loader: &Loader, features: usize, classes: usize) -> Result<Dense,
     )?;
     let (_, b) = loader.tensor("final_layer/FC/biases", &[Some(classes)], why)?;
     Ok(Dense {
-        w,
+        w: PackedWeights::new(features, classes, &w),
         b,
-        cin: features,
-        cout: classes,
     })
 }
