@@ -103,7 +103,7 @@ impl CellLayer {
         let mut states: Vec<Tensor> = vec![h0, h1];
         for i in 0..5 {
             let [h, w, c] = self.shapes[2 + i];
-            let mut sum = Tensor::zeros([n, h, w, c]);
+            let mut sum = Tensor::for_overwrite([n, h, w, c]);
             // The branch ending in a GEMM goes second and adds onto the first.
             let (first, second) =
                 if self.ops[2 * i].ends_in_gemm() && !self.ops[2 * i + 1].ends_in_gemm() {
@@ -128,8 +128,12 @@ impl CellLayer {
             PrevLayer::Prev1x1(conv) => conv.apply(prev.view(), [1, 1], true, scratch),
             PrevLayer::FactorizedReduction(path1, path2) => {
                 let [n, h, w, _] = prev.shape;
-                let mut out =
-                    Tensor::zeros([n, h.div_ceil(2), w.div_ceil(2), path1.cout + path2.cout]);
+                let mut out = Tensor::for_overwrite([
+                    n,
+                    h.div_ceil(2),
+                    w.div_ceil(2),
+                    path1.cout + path2.cout,
+                ]);
                 factorized_reduction(prev.view(), path1, path2, true, scratch, out.view_mut());
                 out
             }
@@ -139,7 +143,7 @@ impl CellLayer {
     fn concat_output(&self, states: &[Tensor], scratch: &mut Vec<f32>) -> Tensor {
         let last = &states[states.len() - 1];
         let [n, h, w, br] = last.shape;
-        let mut out = Tensor::zeros([n, h, w, br * self.concat.len()]);
+        let mut out = Tensor::for_overwrite([n, h, w, br * self.concat.len()]);
         for (pos, (j, adjust)) in self.concat.iter().enumerate() {
             let slice = out.view_mut().channels_mut(pos * br..(pos + 1) * br);
             let state = states[*j].view();
@@ -267,7 +271,7 @@ fn factorized_reduction(
     mut out: NhwcMut,
 ) {
     let [n, h, w, c] = x.shape();
-    let mut sub = Tensor::zeros([n, h.div_ceil(2), w.div_ceil(2), c]);
+    let mut sub = Tensor::for_overwrite([n, h.div_ceil(2), w.div_ceil(2), c]);
     let halves = [
         (path1, 0..path1.cout),
         (path2, path1.cout..path1.cout + path2.cout),

@@ -170,7 +170,7 @@ impl ConvBn {
                 kernels::conv2d_with(x, &self.w, geom, &self.bias, relu_input, scratch, out)
             }
             Write::Accumulate => {
-                let mut t = Tensor::zeros(out.shape());
+                let mut t = Tensor::for_overwrite(out.shape());
                 kernels::conv2d_with(
                     x,
                     &self.w,
@@ -199,7 +199,7 @@ impl ConvBn {
         relu_input: bool,
         scratch: &mut Vec<f32>,
     ) -> Tensor {
-        let mut out = Tensor::zeros(self.output_shape(x.shape(), stride));
+        let mut out = Tensor::for_overwrite(self.output_shape(x.shape(), stride));
         self.run(
             x,
             stride,

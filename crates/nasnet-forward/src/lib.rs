@@ -23,7 +23,7 @@ mod weights;
 
 pub use error::ForwardError;
 pub use network::{Network, Outputs};
-pub use tensor::Tensor;
+pub use tensor::{pooled_bytes, release_pooled_buffers, Tensor};
 pub use weights::{SafetensorsWeights, WeightSource};
 
 pub use nasnet_genotype::NetworkSpec;

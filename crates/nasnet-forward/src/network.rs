@@ -141,7 +141,7 @@ impl Network {
         let [n, h, w, _] = x.shape;
         let (oh, _, _) = kernels::output_size(h, 3, 2, Padding::Valid);
         let (ow, _, _) = kernels::output_size(w, 3, 2, Padding::Valid);
-        let mut out = Tensor::zeros([n, oh, ow, self.stem.cout]);
+        let mut out = Tensor::for_overwrite([n, oh, ow, self.stem.cout]);
         kernels::conv2d(
             x.view(),
             &self.stem.w,

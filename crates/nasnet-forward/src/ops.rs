@@ -353,7 +353,7 @@ fn run_separable(
         let input = current.as_ref().map_or(x, |t| t.view());
         let s = if n == 0 { stride } else { 1 };
         let [b, h, w, c] = input.shape();
-        let mut depth = Tensor::zeros([b, h.div_ceil(s), w.div_ceil(s), c]);
+        let mut depth = Tensor::for_overwrite([b, h.div_ceil(s), w.div_ceil(s), c]);
         kernels::depthwise(input, dw, k, s, true, depth.view_mut());
         if n == last {
             if let Some(out) = out.take() {
@@ -386,7 +386,7 @@ fn run_pool(
         (None, Write::Overwrite) => pool(x, k, stride, out),
         _ => {
             let [n, h, w, c] = x.shape();
-            let mut pooled = Tensor::zeros([n, h.div_ceil(stride), w.div_ceil(stride), c]);
+            let mut pooled = Tensor::for_overwrite([n, h.div_ceil(stride), w.div_ceil(stride), c]);
             pool(x, k, stride, pooled.view_mut());
             match proj {
                 Some(conv) => conv.run(pooled.view(), [1, 1], false, write, scratch, out),
