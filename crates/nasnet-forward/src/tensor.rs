@@ -43,6 +43,18 @@ impl Tensor {
         (data.len() == shape.iter().product::<usize>()).then_some(Tensor { data, shape })
     }
 
+    /// Images `range` of the batch, as a new tensor.
+    ///
+    /// Panics if `range` is not within the batch.
+    pub fn batch_range(&self, range: std::ops::Range<usize>) -> Tensor {
+        let [_, h, w, c] = self.shape;
+        let per = h * w * c;
+        let mut t = Tensor::for_overwrite([range.len(), h, w, c]);
+        t.data
+            .copy_from_slice(&self.data[range.start * per..range.end * per]);
+        t
+    }
+
     pub fn view(&self) -> Nhwc<'_> {
         Nhwc::new(&self.data, self.shape)
     }

@@ -70,6 +70,31 @@ fn logits_features_and_every_cell_match_tensorflow() {
     assert!(max_diff(&out.features, &features) < 1e-4);
 }
 
+/// `forward` runs whole images one per thread when the batch allows, the rest as a batch;
+/// `forward_with_taps` runs the whole batch at once. Both must give the same numbers, bit for
+/// bit, in image order, whatever the thread count.
+#[test]
+fn image_parallel_batches_match_the_whole_batch_exactly() {
+    let (module, spec) = conformance_module();
+    let network = Network::load(&spec, &module).unwrap();
+    let bytes = std::fs::read(shared().join("amoebanet_a_n6_f16.golden.safetensors")).unwrap();
+    let golden = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let images = golden.tensor("images").unwrap();
+    let images = Tensor::from_vec(f32s(images.data()), images.shape().try_into().unwrap()).unwrap();
+    assert!(images.shape[0] >= 3, "the golden has several images");
+    let whole = network.forward_with_taps(&images, |_, _| {}).unwrap();
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let split = pool.install(|| network.forward(&images)).unwrap();
+        assert_eq!(split.n, whole.n);
+        assert_eq!(split.features, whole.features, "{threads} threads");
+        assert_eq!(split.logits, whole.logits, "{threads} threads");
+    }
+}
+
 #[test]
 fn wrong_image_size_is_refused() {
     let (module, spec) = conformance_module();
