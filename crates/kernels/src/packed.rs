@@ -237,7 +237,7 @@ unsafe fn run_block<F: Fn(usize) -> usize + Sync>(
         let kc = KC.min(k - pc);
         for r0 in rows.clone().step_by(MR) {
             let live = MR.min(rows.end - r0);
-            // Rows past the end repeat the last one; their results are not stored.
+            // Pointers past the live rows repeat the last one; the kernel reads only `live`.
             let a: [*const f32; MR] = std::array::from_fn(|r| {
                 let off = (lhs.offset)(r0 + r.min(live - 1));
                 lhs.data.as_ptr().add(off + pc)
@@ -293,7 +293,8 @@ mod avx512 {
     use super::MR;
     use std::arch::x86_64::*;
 
-    /// AVX-512 microkernel: `MR x 16*nv` accumulators in registers (24 of 32 for nv = 4).
+    /// AVX-512 microkernel: `rows x bw` accumulators in registers (24 of 32 for a full
+    /// 6 x 64 tile).
     ///
     /// # Safety
     /// The CPU has AVX-512F; pointers as for `portable_kernel`; `bw` is 16, 32, 48 or 64.
@@ -308,31 +309,52 @@ mod avx512 {
         rows: usize,
         cols: usize,
     ) {
+        match rows {
+            6 => by_width::<6, RELU>(kc, a, b, bw, c, ldc, cols),
+            5 => by_width::<5, RELU>(kc, a, b, bw, c, ldc, cols),
+            4 => by_width::<4, RELU>(kc, a, b, bw, c, ldc, cols),
+            3 => by_width::<3, RELU>(kc, a, b, bw, c, ldc, cols),
+            2 => by_width::<2, RELU>(kc, a, b, bw, c, ldc, cols),
+            _ => by_width::<1, RELU>(kc, a, b, bw, c, ldc, cols),
+        }
+    }
+
+    /// `R` live rows (the last row panel of a matrix whose rows are not a multiple of
+    /// `MR` computes only those: at batch 1 stage 3 has 121 rows, 20 panels and one row).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn by_width<const R: usize, const RELU: bool>(
+        kc: usize,
+        a: &[*const f32; MR],
+        b: *const f32,
+        bw: usize,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
         match bw {
-            64 => tile::<4, RELU>(kc, a, b, c, ldc, rows, cols),
-            48 => tile::<3, RELU>(kc, a, b, c, ldc, rows, cols),
-            32 => tile::<2, RELU>(kc, a, b, c, ldc, rows, cols),
-            _ => tile::<1, RELU>(kc, a, b, c, ldc, rows, cols),
+            64 => tile::<R, 4, RELU>(kc, a, b, c, ldc, cols),
+            48 => tile::<R, 3, RELU>(kc, a, b, c, ldc, cols),
+            32 => tile::<R, 2, RELU>(kc, a, b, c, ldc, cols),
+            _ => tile::<R, 1, RELU>(kc, a, b, c, ldc, cols),
         }
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const NV: usize, const RELU: bool>(
+    unsafe fn tile<const R: usize, const NV: usize, const RELU: bool>(
         kc: usize,
         a: &[*const f32; MR],
         b: *const f32,
         c: *mut f32,
         ldc: usize,
-        rows: usize,
         cols: usize,
     ) {
         let zero = _mm512_setzero_ps();
-        let mut acc = [[zero; NV]; MR];
+        let mut acc = [[zero; NV]; R];
         let bw = 16 * NV;
         for kk in 0..kc {
             let bp = b.add(kk * bw);
             let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(16 * v)));
-            for r in 0..MR {
+            for r in 0..R {
                 let mut av = _mm512_set1_ps(*a[r].add(kk));
                 if RELU {
                     av = _mm512_max_ps(av, zero);
@@ -342,7 +364,7 @@ mod avx512 {
                 }
             }
         }
-        for (r, acc_row) in acc.iter().enumerate().take(rows) {
+        for (r, acc_row) in acc.iter().enumerate() {
             let crow = c.add(r * ldc);
             for (v, &sum) in acc_row.iter().enumerate() {
                 let lanes = cols.saturating_sub(16 * v).min(16);
