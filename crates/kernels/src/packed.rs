@@ -11,8 +11,8 @@
 //!
 //! Blocking (for a core with 32 KiB L1d and 1 MiB L2, Zen 4 here): a task owns a block of
 //! up to `MC_PANELS * MR` rows and `NC_PANELS * NR` columns of the output; per K slice of
-//! `KC` it streams the `KC x NC` weight block (≤ 512 KiB, L2) once per `MR` rows, whose
-//! `MR x KC` activations (6 KiB) stay in L1. Tasks are independent, so rayon runs them on
+//! at most `KC` it streams the `KC x 256` weight block (≤ 448 KiB, L2) once per `MR` rows,
+//! whose `MR x KC` activations (≤ 11 KiB) stay in L1. Tasks are independent, so rayon runs them on
 //! every thread of the current pool.
 
 use rayon::prelude::*;
@@ -22,11 +22,12 @@ use std::ops::Range;
 pub const NR: usize = 64;
 /// Output rows per microkernel call.
 pub const MR: usize = 6;
-/// K rows of the weights per pass over a block (a 64 KiB panel slice per `NR` columns).
-const KC: usize = 384;
-/// Column panels per task: a `KC x 512` weight block of 512 KiB, half of L2.
+/// K rows of the weights per pass over a block at most (448: every K of AmoebaNet-A F448
+/// is a multiple of it; other Ks are cut in equal slices).
+const KC: usize = 448;
+/// Column panels per task: a `KC x 256` weight block of 448 KiB, under half of L2.
 const NC_PANELS: usize = 4;
-/// Row panels per task at most (96 rows).
+/// Row panels per task at most (144 rows).
 const MC_PANELS: usize = 24;
 /// Below this many multiply-adds, waking the thread pool costs more than it saves.
 const PARALLEL_MACS: usize = 1 << 18;
@@ -233,8 +234,10 @@ unsafe fn run_block<F: Fn(usize) -> usize + Sync>(
     kernel: Kernel,
 ) {
     let (n, k) = (w.n, w.k);
-    for pc in (0..k).step_by(KC) {
-        let kc = KC.min(k - pc);
+    // Equal K slices of at most KC: 448 = one slice, not 384 + a short 64.
+    let step = k.div_ceil(k.div_ceil(KC));
+    for pc in (0..k).step_by(step) {
+        let kc = step.min(k - pc);
         for r0 in rows.clone().step_by(MR) {
             let live = MR.min(rows.end - r0);
             // Pointers past the live rows repeat the last one; the kernel reads only `live`.
