@@ -465,7 +465,7 @@ fn large_pointwise_uses_threads_correctly() {
 fn depthwise_register_blocks_on_wide_rows() {
     // Rows wide enough for several 4-pixel interior blocks, with a channel
     // tail after the 32-channel block chunks, both strides.
-    for (k, s) in [(3, 1), (5, 2), (7, 1), (7, 2)] {
+    for (k, s) in [(3, 1), (5, 1), (5, 2), (7, 1), (7, 2)] {
         let input = Buf::random([2, 9, 23, 70], 3, k as u64);
         let wts = rand_vec(k * k * 70, 11);
         let want = reference::depthwise(&input.view(), &wts, k, s, true);
