@@ -245,8 +245,8 @@ fn block_chunk_s1<const K: usize, const FMA: bool, const RELU: bool>(
 fn act<const L: usize, const RELU: bool>(x: &[f32; L]) -> [f32; L] {
     let mut v = *x;
     if RELU {
-        for i in 0..L {
-            v[i] = fast_max(v[i], 0.0);
+        for x in &mut v {
+            *x = fast_max(*x, 0.0);
         }
     }
     v
