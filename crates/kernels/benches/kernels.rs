@@ -47,6 +47,7 @@ fn bench_pointwise(hw: usize, cin: usize, cout: usize) {
 fn bench_packed(batch: usize, hw: usize, cin: usize, cout: usize) {
     let m = batch * hw * hw;
     let input = filled(m * cin);
+    let bias = filled(cout);
     let copies = ((96 << 20) / (4 * cin * cout)).max(1);
     let wts: Vec<Vec<f32>> = (0..copies).map(|_| filled(cin * cout)).collect();
     let packed: Vec<PackedWeights> = wts
@@ -69,7 +70,7 @@ fn bench_packed(batch: usize, hw: usize, cin: usize, cout: usize) {
                 offset: |r| r * cin,
                 relu: true,
             };
-            gemm_packed(&lhs, &packed[i], &mut out, cout);
+            gemm_packed(&lhs, &packed[i], &bias, false, &mut out, cout);
         });
         let g = |t: Duration| flop / t.as_secs_f64() / 1e9;
         println!(

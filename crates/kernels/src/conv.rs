@@ -17,27 +17,6 @@ use rayon::prelude::*;
 /// blocks of hundreds of rows, small enough to stay mostly in L2/L3.
 const IM2COL_FLOATS: usize = 1 << 20;
 
-/// Writes `bias` into every pixel of `out` (the GEMM then accumulates onto it).
-fn fill_bias(out: &mut NhwcMut, bias: &[f32]) {
-    let (w, ps) = (out.w, out.pixel_stride);
-    out.par_rows_mut().for_each(|row| {
-        for x in 0..w {
-            row[x * ps..][..bias.len()].copy_from_slice(bias);
-        }
-    });
-}
-
-/// Adds `bias` to every pixel of `out` (for a GEMM that accumulates onto existing values).
-fn add_bias(out: &mut NhwcMut, bias: &[f32]) {
-    let (w, ps) = (out.w, out.pixel_stride);
-    out.par_rows_mut().for_each(|row| {
-        for x in 0..w {
-            let px = &mut row[x * ps..][..bias.len()];
-            px.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
-        }
-    });
-}
-
 /// 1x1 convolution as GEMM: `out = input(subsampled by stride, i.e.
 /// in[y*s][x*s]) @ weights[cin][cout] + bias`.
 ///
@@ -99,11 +78,6 @@ fn pointwise_impl(
         cout,
     ];
     assert_eq!(out.shape(), expect, "pointwise output shape");
-    if accumulate {
-        add_bias(&mut out, bias);
-    } else {
-        fill_bias(&mut out, bias);
-    }
     let (h, w, ps) = (input.h, input.w, input.pixel_stride);
     let (ho, wo) = (out.h, out.w);
     // Output pixel i reads input pixel (b, y*stride, x*stride).
@@ -117,7 +91,7 @@ fn pointwise_impl(
         offset,
         relu: relu_input,
     };
-    gemm_packed(&lhs, weights, out.data, out.pixel_stride);
+    gemm_packed(&lhs, weights, bias, accumulate, out.data, out.pixel_stride);
 }
 
 #[inline]
@@ -193,7 +167,6 @@ pub fn conv2d_with(
     );
     assert_eq!(bias.len(), cout, "bias length");
     assert_eq!(out.shape(), [input.n, ho, wo, cout], "conv2d output shape");
-    fill_bias(&mut out, bias);
     if out.pixels() == 0 || cout == 0 {
         return;
     }
@@ -217,7 +190,7 @@ pub fn conv2d_with(
                 offset: |i| i * k,
                 relu: false,
             };
-            gemm_packed(&lhs, weights, dst, ops);
+            gemm_packed(&lhs, weights, bias, false, dst, ops);
         }
     }
 }
@@ -274,13 +247,11 @@ pub fn dense(input: &[f32], n: usize, weights: &PackedWeights, bias: &[f32], out
     if cout == 0 {
         return;
     }
-    out.chunks_exact_mut(cout)
-        .for_each(|r| r.copy_from_slice(bias));
     let lhs = LhsRows {
         data: input,
         rows: n,
         offset: |i| i * cin,
         relu: false,
     };
-    gemm_packed(&lhs, weights, out, cout);
+    gemm_packed(&lhs, weights, bias, false, out, cout);
 }

@@ -103,25 +103,32 @@ struct DstPtr(*mut f32);
 unsafe impl Send for DstPtr {}
 unsafe impl Sync for DstPtr {}
 
-/// `dst[i][j] += lhs_row(i) @ w` for every row `i` and column `j < w.n()`, where row `i` of
-/// `dst` starts at `i * dst_rs`. The caller writes the bias (or the other branch of a sum)
-/// into `dst` first.
+/// `dst[i][j] = lhs_row(i) @ w + bias[j]` for every row `i` and column `j < w.n()`, where
+/// row `i` of `dst` starts at `i * dst_rs`; with `accumulate`, `dst[i][j] +=` that instead
+/// (the second branch of a sum adds onto the first). The bias is added as the first K
+/// slice is stored, so `dst` is not filled beforehand.
 ///
-/// Panics if a row offset or `dst` is out of bounds.
+/// Panics if a row offset, `dst` or `bias` is out of bounds.
 pub fn gemm_packed<F: Fn(usize) -> usize + Sync>(
     lhs: &LhsRows<F>,
     w: &PackedWeights,
+    bias: &[f32],
+    accumulate: bool,
     dst: &mut [f32],
     dst_rs: usize,
 ) {
     let (m, n, k) = (lhs.rows, w.n, w.k);
-    if m == 0 || n == 0 || k == 0 {
+    assert_eq!(bias.len(), n, "bias length");
+    if m == 0 || n == 0 {
         return;
     }
     assert!(
         dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n,
         "dst too short"
     );
+    if k == 0 {
+        return fill_rows(dst, dst_rs, m, bias, accumulate);
+    }
     for i in 0..m {
         let off = (lhs.offset)(i);
         assert!(
@@ -142,7 +149,11 @@ pub fn gemm_packed<F: Fn(usize) -> usize + Sync>(
         let rows = row_panels.start * MR..m.min(row_panels.end * MR);
         let dst = dst_ptr;
         // SAFETY: `rows` x `panels` is this task's own block of `dst`; bounds checked above.
-        unsafe { run_block(lhs, w, rows, panels, dst.0, dst_rs, kernel) };
+        unsafe {
+            run_block(
+                lhs, w, bias, accumulate, rows, panels, dst.0, dst_rs, kernel,
+            )
+        };
     };
     if threads == 1 {
         (0..grid.tasks()).for_each(task);
@@ -200,8 +211,32 @@ impl TaskGrid {
     }
 }
 
-/// The microkernel: `c[r][j] += sum_k a_r[k] * b[k*bw + j]` for `r < rows`, `j < cols`.
-type Kernel = unsafe fn(usize, &[*const f32; MR], *const f32, usize, *mut f32, usize, usize, usize);
+/// `dst = bias` or `dst += bias` (a GEMM with K = 0).
+fn fill_rows(dst: &mut [f32], dst_rs: usize, m: usize, bias: &[f32], accumulate: bool) {
+    for row in dst.chunks_mut(dst_rs).take(m) {
+        let row = &mut row[..bias.len()];
+        if accumulate {
+            row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+        } else {
+            row.copy_from_slice(bias);
+        }
+    }
+}
+
+/// Where a microkernel call's `rows x cols` result goes: into `c` (row stride `ldc`), plus
+/// `bias[j]` when `bias` is not null, added onto the old values when `load_c`.
+struct Store {
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    bias: *const f32,
+    load_c: bool,
+}
+
+/// The microkernel: `sum_k a_r[k] * b[k*bw + j]` for `r < rows`, `j < cols`, stored as
+/// `Store` says.
+type Kernel = unsafe fn(usize, &[*const f32; MR], *const f32, usize, &Store);
 
 fn pick_kernel(relu: bool) -> Kernel {
     #[cfg(target_arch = "x86_64")]
@@ -224,9 +259,12 @@ fn pick_kernel(relu: bool) -> Kernel {
 /// # Safety
 /// `dst` must be valid for rows `rows` (stride `dst_rs`) and the columns of `panels`, with
 /// no other thread touching that block; every lhs row offset must be in bounds.
+#[allow(clippy::too_many_arguments)]
 unsafe fn run_block<F: Fn(usize) -> usize + Sync>(
     lhs: &LhsRows<F>,
     w: &PackedWeights,
+    bias: &[f32],
+    accumulate: bool,
     rows: Range<usize>,
     panels: Range<usize>,
     dst: *mut f32,
@@ -249,8 +287,20 @@ unsafe fn run_block<F: Fn(usize) -> usize + Sync>(
                 let (panel, width) = w.panel(p);
                 let cols = width.min(n - p * NR);
                 let b = panel.as_ptr().add(pc * width);
-                let c = dst.add(r0 * dst_rs + p * NR);
-                kernel(kc, &a, b, width, c, dst_rs, live, cols);
+                let first = pc == 0;
+                let store = Store {
+                    c: dst.add(r0 * dst_rs + p * NR),
+                    ldc: dst_rs,
+                    rows: live,
+                    cols,
+                    bias: if first {
+                        bias.as_ptr().add(p * NR)
+                    } else {
+                        std::ptr::null()
+                    },
+                    load_c: accumulate || !first,
+                };
+                kernel(kc, &a, b, width, &store);
             }
         }
     }
@@ -259,18 +309,15 @@ unsafe fn run_block<F: Fn(usize) -> usize + Sync>(
 /// Plain-Rust microkernel for CPUs without AVX-512 (correct, not tuned).
 ///
 /// # Safety
-/// As [`Kernel`]: `a[r]` valid for `kc` reads, `b` for `kc` rows of `bw`, `c` for `rows`
-/// rows of stride `ldc` and `cols` columns.
-#[allow(clippy::too_many_arguments)]
+/// As [`Kernel`]: `a[r]` valid for `kc` reads, `b` for `kc` rows of `bw`, `out.c` for
+/// `out.rows` rows of stride `out.ldc` and `out.cols` columns, `out.bias` (if not null) for
+/// `out.cols` values.
 unsafe fn portable_kernel<const RELU: bool>(
     kc: usize,
     a: &[*const f32; MR],
     b: *const f32,
     bw: usize,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
+    out: &Store,
 ) {
     let mut acc = [[0.0f32; NR]; MR];
     for kk in 0..kc {
@@ -285,15 +332,19 @@ unsafe fn portable_kernel<const RELU: bool>(
             }
         }
     }
-    for (r, acc_row) in acc.iter().enumerate().take(rows) {
-        let crow = std::slice::from_raw_parts_mut(c.add(r * ldc), cols);
-        crow.iter_mut().zip(acc_row).for_each(|(o, v)| *o += v);
+    let bias = (!out.bias.is_null()).then(|| std::slice::from_raw_parts(out.bias, out.cols));
+    for (r, acc_row) in acc.iter().enumerate().take(out.rows) {
+        let crow = std::slice::from_raw_parts_mut(out.c.add(r * out.ldc), out.cols);
+        for (j, (o, v)) in crow.iter_mut().zip(acc_row).enumerate() {
+            let v = v + bias.map_or(0.0, |b| b[j]);
+            *o = if out.load_c { *o + v } else { v };
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::MR;
+    use super::{Store, MR};
     use std::arch::x86_64::*;
 
     /// AVX-512 microkernel: `rows x bw` accumulators in registers (24 of 32 for a full
@@ -307,38 +358,32 @@ mod avx512 {
         a: &[*const f32; MR],
         b: *const f32,
         bw: usize,
-        c: *mut f32,
-        ldc: usize,
-        rows: usize,
-        cols: usize,
+        out: &Store,
     ) {
-        match rows {
-            6 => by_width::<6, RELU>(kc, a, b, bw, c, ldc, cols),
-            5 => by_width::<5, RELU>(kc, a, b, bw, c, ldc, cols),
-            4 => by_width::<4, RELU>(kc, a, b, bw, c, ldc, cols),
-            3 => by_width::<3, RELU>(kc, a, b, bw, c, ldc, cols),
-            2 => by_width::<2, RELU>(kc, a, b, bw, c, ldc, cols),
-            _ => by_width::<1, RELU>(kc, a, b, bw, c, ldc, cols),
+        match out.rows {
+            6 => by_width::<6, RELU>(kc, a, b, bw, out),
+            5 => by_width::<5, RELU>(kc, a, b, bw, out),
+            4 => by_width::<4, RELU>(kc, a, b, bw, out),
+            3 => by_width::<3, RELU>(kc, a, b, bw, out),
+            2 => by_width::<2, RELU>(kc, a, b, bw, out),
+            _ => by_width::<1, RELU>(kc, a, b, bw, out),
         }
     }
 
     /// `R` live rows (the last row panel of a matrix whose rows are not a multiple of
     /// `MR` computes only those: at batch 1 stage 3 has 121 rows, 20 panels and one row).
-    #[allow(clippy::too_many_arguments)]
     unsafe fn by_width<const R: usize, const RELU: bool>(
         kc: usize,
         a: &[*const f32; MR],
         b: *const f32,
         bw: usize,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
+        out: &Store,
     ) {
         match bw {
-            64 => tile::<R, 4, RELU>(kc, a, b, c, ldc, cols),
-            48 => tile::<R, 3, RELU>(kc, a, b, c, ldc, cols),
-            32 => tile::<R, 2, RELU>(kc, a, b, c, ldc, cols),
-            _ => tile::<R, 1, RELU>(kc, a, b, c, ldc, cols),
+            64 => tile::<R, 4, RELU>(kc, a, b, out),
+            48 => tile::<R, 3, RELU>(kc, a, b, out),
+            32 => tile::<R, 2, RELU>(kc, a, b, out),
+            _ => tile::<R, 1, RELU>(kc, a, b, out),
         }
     }
 
@@ -347,9 +392,7 @@ mod avx512 {
         kc: usize,
         a: &[*const f32; MR],
         b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
+        out: &Store,
     ) {
         let zero = _mm512_setzero_ps();
         let mut acc = [[zero; NV]; R];
@@ -367,17 +410,28 @@ mod avx512 {
                 }
             }
         }
-        for (r, acc_row) in acc.iter().enumerate() {
-            let crow = c.add(r * ldc);
-            for (v, &sum) in acc_row.iter().enumerate() {
-                let lanes = cols.saturating_sub(16 * v).min(16);
-                if lanes == 0 {
-                    break;
+        let masks: [__mmask16; NV] = std::array::from_fn(|v| {
+            let lanes = out.cols.saturating_sub(16 * v).min(16);
+            ((1u32 << lanes) - 1) as __mmask16
+        });
+        if !out.bias.is_null() {
+            for v in 0..NV {
+                let b = _mm512_maskz_loadu_ps(masks[v], out.bias.add(16 * v));
+                for acc_row in acc.iter_mut() {
+                    acc_row[v] = _mm512_add_ps(acc_row[v], b);
                 }
-                let mask: __mmask16 = if lanes == 16 { !0 } else { (1u16 << lanes) - 1 };
+            }
+        }
+        for (r, acc_row) in acc.iter().enumerate() {
+            let crow = out.c.add(r * out.ldc);
+            for (v, &sum) in acc_row.iter().enumerate() {
                 let p = crow.add(16 * v);
-                let old = _mm512_maskz_loadu_ps(mask, p);
-                _mm512_mask_storeu_ps(p, mask, _mm512_add_ps(old, sum));
+                let sum = if out.load_c {
+                    _mm512_add_ps(_mm512_maskz_loadu_ps(masks[v], p), sum)
+                } else {
+                    sum
+                };
+                _mm512_mask_storeu_ps(p, masks[v], sum);
             }
         }
     }
@@ -420,7 +474,7 @@ mod tests {
         }
     }
 
-    fn check(m: usize, k: usize, n: usize, relu: bool) {
+    fn check(m: usize, k: usize, n: usize, relu: bool, accumulate: bool) {
         let lda = k + 3;
         let ldc = n + 5;
         let a = filled(m * lda, 1);
@@ -434,7 +488,14 @@ mod tests {
             offset: |i| i * lda,
             relu,
         };
-        gemm_packed(&lhs, &packed, &mut got, ldc);
+        let bias = filled(n, 4);
+        gemm_packed(&lhs, &packed, &bias, accumulate, &mut got, ldc);
+        for i in 0..m {
+            for j in 0..n {
+                let old = if accumulate { want[i * ldc + j] } else { 0.0 };
+                want[i * ldc + j] = old + bias[j];
+            }
+        }
         reference(m, k, n, &a, lda, relu, &w, &mut want, ldc);
         for (i, (g, e)) in got.iter().zip(&want).enumerate() {
             assert!(
@@ -454,8 +515,9 @@ mod tests {
             (100, 40, 130),
             (121, 520, 600),
         ] {
-            check(m, k, n, false);
-            check(m, k, n, true);
+            for (relu, accumulate) in [(false, false), (true, false), (false, true), (true, true)] {
+                check(m, k, n, relu, accumulate);
+            }
         }
     }
 
@@ -466,12 +528,19 @@ mod tests {
         let w = PackedWeights::new(k, n, &filled(k * n, 5));
         let (panel, width) = w.panel(0);
         let ptrs: [*const f32; MR] = std::array::from_fn(|r| a[r * k..].as_ptr());
-        let mut got = vec![0.0; MR * n];
-        // SAFETY: every pointer covers `k` values; `got` is MR x n.
-        unsafe {
-            portable_kernel::<true>(k, &ptrs, panel.as_ptr(), width, got.as_mut_ptr(), n, MR, n)
+        let mut got = vec![7.0; MR * n];
+        let bias = filled(n, 6);
+        let store = Store {
+            c: got.as_mut_ptr(),
+            ldc: n,
+            rows: MR,
+            cols: n,
+            bias: bias.as_ptr(),
+            load_c: false,
         };
-        let mut want = vec![0.0; MR * n];
+        // SAFETY: every pointer covers `k` values; `got` is MR x n; `bias` has n values.
+        unsafe { portable_kernel::<true>(k, &ptrs, panel.as_ptr(), width, &store) };
+        let mut want: Vec<f32> = (0..MR * n).map(|i| bias[i % n]).collect();
         reference(MR, k, n, &a, k, true, &filled(k * n, 5), &mut want, n);
         for (g, e) in got.iter().zip(&want) {
             assert!((g - e).abs() < 1e-4, "{g} vs {e}");
@@ -491,7 +560,14 @@ mod tests {
             offset: |i| 2 * i * k,
             relu: false,
         };
-        gemm_packed(&lhs, &PackedWeights::new(k, n, &w), &mut got, n);
+        gemm_packed(
+            &lhs,
+            &PackedWeights::new(k, n, &w),
+            &[0.0; 20],
+            false,
+            &mut got,
+            n,
+        );
         let picked: Vec<f32> = (0..3).flat_map(|i| a[2 * i * k..][..k].to_vec()).collect();
         let mut want = vec![0.0; 3 * n];
         reference(3, k, n, &picked, k, false, &w, &mut want, n);
@@ -541,6 +617,6 @@ mod tests {
             offset: |i| i * 4,
             relu: false,
         };
-        gemm_packed(&lhs, &w, &mut [0.0; 12], 4);
+        gemm_packed(&lhs, &w, &[0.0; 4], false, &mut [0.0; 12], 4);
     }
 }
