@@ -59,7 +59,7 @@ fn pointwise_impl(
     stride: usize,
     relu_input: bool,
     accumulate: bool,
-    mut out: NhwcMut,
+    out: NhwcMut,
 ) {
     input.validate();
     out.validate();
@@ -146,7 +146,7 @@ pub fn conv2d_with(
     bias: &[f32],
     relu_input: bool,
     scratch: &mut Vec<f32>,
-    mut out: NhwcMut,
+    out: NhwcMut,
 ) {
     input.validate();
     out.validate();
