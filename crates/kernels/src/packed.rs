@@ -81,6 +81,20 @@ impl PackedWeights {
         (&self.data[p * NR * self.k..][..self.k * width], width)
     }
 
+    /// The matrix back in row-major `k x n` order (the inverse of [`PackedWeights::new`]).
+    pub fn to_row_major(&self) -> Vec<f32> {
+        let mut w = vec![0.0; self.k * self.n];
+        for p in 0..self.panels() {
+            let (panel, width) = self.panel(p);
+            let c0 = p * NR;
+            let cols = width.min(self.n - c0);
+            for (i, row) in panel.chunks_exact(width).enumerate() {
+                w[i * self.n + c0..][..cols].copy_from_slice(&row[..cols]);
+            }
+        }
+        w
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.data.len() * 4
@@ -518,6 +532,14 @@ mod tests {
             for (relu, accumulate) in [(false, false), (true, false), (false, true), (true, true)] {
                 check(m, k, n, relu, accumulate);
             }
+        }
+    }
+
+    #[test]
+    fn packing_round_trips() {
+        for (k, n) in [(1, 1), (3, 17), (5, 64), (7, 130), (2, 200)] {
+            let w = filled(k * n, 9);
+            assert_eq!(PackedWeights::new(k, n, &w).to_row_major(), w, "{k}x{n}");
         }
     }
 

@@ -6,6 +6,45 @@ use crate::{ForwardError, Tensor};
 use kernels::{Nhwc, NhwcMut};
 use nasnet_genotype::{CellLayout, CellSpec, PrevAdjust};
 
+/// A cell's output: the states it concatenates, kept apart, in concat order (the stem's
+/// output is one part). Every reader of a cell output takes it in parts (a 1x1 convolution
+/// sums over the parts, the global mean fills each part's channels), so the concatenation
+/// itself is only built for a tap ([`CellOutput::concatenated`]).
+pub(crate) struct CellOutput {
+    pub parts: Vec<Tensor>,
+}
+
+impl CellOutput {
+    pub fn single(t: Tensor) -> CellOutput {
+        CellOutput { parts: vec![t] }
+    }
+
+    pub fn views(&self) -> Vec<Nhwc<'_>> {
+        self.parts.iter().map(Tensor::view).collect()
+    }
+
+    /// `[n, h, w, channels of all parts]`.
+    pub fn shape(&self) -> [usize; 4] {
+        let [n, h, w, _] = self.parts[0].shape;
+        [n, h, w, self.parts.iter().map(Tensor::channels).sum()]
+    }
+
+    /// The parts concatenated along channels, as TF's cell output.
+    pub fn concatenated(&self) -> Tensor {
+        if let [only] = self.parts.as_slice() {
+            return only.clone();
+        }
+        let mut out = Tensor::for_overwrite(self.shape());
+        let mut c0 = 0;
+        for part in &self.parts {
+            let c = part.channels();
+            kernels::copy(part.view(), out.view_mut().channels_mut(c0..c0 + c));
+            c0 += c;
+        }
+        out
+    }
+}
+
 /// How h1 is made from the `prev_layer` input.
 pub(crate) enum PrevLayer {
     UseInput,
@@ -39,24 +78,25 @@ pub(crate) enum ConcatAdjust {
 
 impl CellLayer {
     /// Loads a cell's weights. `prev_shape` is the shape of the `prev_layer` input, if any.
+    /// `net_parts` and `prev_parts` are how many parts the two inputs come in.
     pub fn load(
         loader: &Loader,
         layout: &CellLayout,
         spec: &CellSpec,
         prev_shape: Option<StateShape>,
+        [net_parts, prev_parts]: [usize; 2],
     ) -> Result<CellLayer, ForwardError> {
         let scope = &layout.scope;
         let br = layout.filters;
         let [ih, iw] = layout.input_hw;
-        let begin = loader.conv_bn(
+        let begin = loader.conv_bn_parts(
             &format!("{scope}/1x1/weights"),
             &format!("{scope}/beginning_bn"),
-            1,
-            1,
             layout.input_channels,
             Some(br),
+            net_parts,
         )?;
-        let (prev, h1_shape) = load_prev(loader, layout, prev_shape)?;
+        let (prev, h1_shape) = load_prev(loader, layout, prev_shape, prev_parts)?;
         let mut states: Vec<StateShape> = vec![[ih, iw, br], h1_shape];
         let mut ops = Vec::with_capacity(10);
         for i in 0..5 {
@@ -94,12 +134,22 @@ impl CellLayer {
         })
     }
 
+    /// The number of parts of this cell's output.
+    pub fn output_parts(&self) -> usize {
+        self.concat.len()
+    }
+
     /// Runs the cell on its `net` input and its `prev_layer` input (absent for the first
-    /// stem cell). `scratch` is reused for gathered GEMM inputs.
-    pub fn forward(&self, net: &Tensor, prev: Option<&Tensor>, scratch: &mut Vec<f32>) -> Tensor {
-        let h0 = self.begin.apply(net.view(), [1, 1], true, scratch);
-        let h1 = self.prev_state(net, prev, scratch);
-        let n = net.shape[0];
+    /// stem cell). `scratch` is reused for im2col.
+    pub fn forward(
+        &self,
+        net: &CellOutput,
+        prev: Option<&CellOutput>,
+        scratch: &mut Vec<f32>,
+    ) -> CellOutput {
+        let h0 = self.begin.apply_parts(&net.views(), true);
+        let h1 = self.prev_state(net, prev);
+        let n = net.shape()[0];
         let mut states: Vec<Tensor> = vec![h0, h1];
         for i in 0..5 {
             let [h, w, c] = self.shapes[2 + i];
@@ -117,47 +167,58 @@ impl CellLayer {
             }
             states.push(sum);
         }
-        self.concat_output(&states, scratch)
+        self.concat_output(states, scratch)
     }
 
-    fn prev_state(&self, net: &Tensor, prev: Option<&Tensor>, scratch: &mut Vec<f32>) -> Tensor {
+    fn prev_state(&self, net: &CellOutput, prev: Option<&CellOutput>) -> Tensor {
         let prev = prev.unwrap_or(net);
         match &self.prev {
-            PrevLayer::UseInput => net.clone(),
-            PrevLayer::Unchanged => prev.clone(),
-            PrevLayer::Prev1x1(conv) => conv.apply(prev.view(), [1, 1], true, scratch),
+            PrevLayer::UseInput => net.concatenated(),
+            PrevLayer::Unchanged => prev.concatenated(),
+            PrevLayer::Prev1x1(conv) => conv.apply_parts(&prev.views(), true),
             PrevLayer::FactorizedReduction(path1, path2) => {
-                let [n, h, w, _] = prev.shape;
-                let mut out = Tensor::for_overwrite([
-                    n,
-                    h.div_ceil(2),
-                    w.div_ceil(2),
-                    path1.cout + path2.cout,
-                ]);
-                factorized_reduction(prev.view(), path1, path2, true, scratch, out.view_mut());
+                let [n, h, w, _] = prev.shape();
+                let shape = [n, h.div_ceil(2), w.div_ceil(2), path1.cout + path2.cout];
+                let mut out = Tensor::for_overwrite(shape);
+                factorized_reduction(&prev.views(), path1, path2, true, out.view_mut());
                 out
             }
         }
     }
 
-    fn concat_output(&self, states: &[Tensor], scratch: &mut Vec<f32>) -> Tensor {
-        let last = &states[states.len() - 1];
-        let [n, h, w, br] = last.shape;
-        let mut out = Tensor::for_overwrite([n, h, w, br * self.concat.len()]);
-        for (pos, (j, adjust)) in self.concat.iter().enumerate() {
-            let slice = out.view_mut().channels_mut(pos * br..(pos + 1) * br);
-            let state = states[*j].view();
-            match adjust {
-                None => kernels::copy(state, slice),
-                Some(ConcatAdjust::Project(conv)) => {
-                    conv.run(state, [1, 1], false, Write::Overwrite, scratch, slice)
+    /// The concatenated states, each adjusted to the last state's shape where needed; the
+    /// states themselves are moved into the output, not copied.
+    fn concat_output(&self, states: Vec<Tensor>, scratch: &mut Vec<f32>) -> CellOutput {
+        let [n, h, w, br] = states[states.len() - 1].shape;
+        let mut states: Vec<Option<Tensor>> = states.into_iter().map(Some).collect();
+        let mut parts = Vec::with_capacity(self.concat.len());
+        for (j, adjust) in &self.concat {
+            let part = match (adjust, states[*j].as_ref()) {
+                (Some(adjust), Some(state)) => {
+                    let mut out = Tensor::for_overwrite([n, h, w, br]);
+                    match adjust {
+                        ConcatAdjust::Project(conv) => conv.run(
+                            state.view(),
+                            [1, 1],
+                            false,
+                            Write::Overwrite,
+                            scratch,
+                            out.view_mut(),
+                        ),
+                        ConcatAdjust::Reduce(p1, p2) => {
+                            factorized_reduction(&[state.view()], p1, p2, false, out.view_mut())
+                        }
+                    }
+                    out
                 }
-                Some(ConcatAdjust::Reduce(p1, p2)) => {
-                    factorized_reduction(state, p1, p2, false, scratch, slice)
-                }
-            }
+                // Each state is concatenated once (`used_hiddenstates`), so it is still here.
+                _ => states[*j]
+                    .take()
+                    .unwrap_or_else(|| Tensor::zeros([n, h, w, br])),
+            };
+            parts.push(part);
         }
-        out
+        CellOutput { parts }
     }
 }
 
@@ -165,6 +226,7 @@ fn load_prev(
     loader: &Loader,
     layout: &CellLayout,
     prev_shape: Option<StateShape>,
+    parts: usize,
 ) -> Result<(PrevLayer, StateShape), ForwardError> {
     let scope = &layout.scope;
     let br = layout.filters;
@@ -176,18 +238,18 @@ fn load_prev(
         PrevAdjust::UseInput => Ok((PrevLayer::UseInput, net_shape)),
         PrevAdjust::Unchanged => Ok((PrevLayer::Unchanged, prev_shape)),
         PrevAdjust::Prev1x1 => {
-            let conv = loader.conv_bn(
+            let conv = loader.conv_bn_parts(
                 &format!("{scope}/prev_1x1/weights"),
                 &format!("{scope}/prev_bn"),
-                1,
-                1,
                 pc,
                 Some(br),
+                parts,
             )?;
             Ok((PrevLayer::Prev1x1(conv), [prev_shape[0], prev_shape[1], br]))
         }
         PrevAdjust::FactorizedReduction => {
             let (p1, p2) = load_factorized_reduction(loader, scope, pc, br)?;
+            let (p1, p2) = (p1.split_input(parts)?, p2.split_input(parts)?);
             let shape = [prev_shape[0].div_ceil(2), prev_shape[1].div_ceil(2), br];
             Ok((PrevLayer::FactorizedReduction(p1, p2), shape))
         }
@@ -261,24 +323,25 @@ fn concat_states(
 
 /// The two half-width stride-2 paths into `out` (batch norm folded into each path):
 /// path1 reads x[::2, ::2], path2 x[1::2, 1::2] with a zero row/column past odd sizes.
-/// `relu` applies a ReLU to `x` first (it commutes with the subsampling).
-fn factorized_reduction(
-    x: Nhwc,
-    path1: &ConvBn,
-    path2: &ConvBn,
-    relu: bool,
-    scratch: &mut Vec<f32>,
-    mut out: NhwcMut,
-) {
-    let [n, h, w, c] = x.shape();
-    let mut sub = Tensor::for_overwrite([n, h.div_ceil(2), w.div_ceil(2), c]);
+/// `x` comes in parts, one per weight part of each path. `relu` applies a ReLU to `x`
+/// first (it commutes with the subsampling).
+fn factorized_reduction(x: &[Nhwc], path1: &ConvBn, path2: &ConvBn, relu: bool, mut out: NhwcMut) {
     let halves = [
         (path1, 0..path1.cout),
         (path2, path1.cout..path1.cout + path2.cout),
     ];
     for (offset, (path, range)) in halves.into_iter().enumerate() {
-        kernels::subsample2(x, offset, sub.view_mut());
+        let subs: Vec<Tensor> = x
+            .iter()
+            .map(|part| {
+                let [n, h, w, c] = part.shape();
+                let mut sub = Tensor::for_overwrite([n, h.div_ceil(2), w.div_ceil(2), c]);
+                kernels::subsample2(*part, offset, sub.view_mut());
+                sub
+            })
+            .collect();
+        let views: Vec<Nhwc> = subs.iter().map(Tensor::view).collect();
         let slice = out.reborrow().channels_mut(range);
-        path.run(sub.view(), [1, 1], relu, Write::Overwrite, scratch, slice);
+        path.run_parts(&views, relu, Write::Overwrite, slice);
     }
 }

@@ -9,8 +9,15 @@ use std::ops::Range;
 
 /// A convolution (HWIO weights) with the batch norm after it folded into weights and bias,
 /// packed for [`kernels::gemm_packed`] as a `kh*kw*cin x cout` matrix.
+///
+/// A 1x1 convolution that reads a cell's output (the states it concatenates, kept apart, see
+/// `cell::CellOutput`) has its weights cut along `cin` into one matrix per state: the
+/// product is then the sum over the states, and the concatenation is never copied.
 pub(crate) struct ConvBn {
-    pub w: PackedWeights,
+    /// One matrix per input part (usually one), each `kh*kw*part_cin x cout`.
+    pub w: Vec<PackedWeights>,
+    /// Zeros, the bias of every part after the first.
+    zero: Vec<f32>,
     pub bias: Vec<f32>,
     pub kh: usize,
     pub kw: usize,
@@ -97,6 +104,19 @@ impl Loader<'_> {
         self.conv_bn_part(weights, bn, kh, kw, cin, cout, cout, 0..cout)
     }
 
+    /// A 1x1 [`Self::conv_bn`] whose input comes in `parts` equal parts of `cin / parts`.
+    pub fn conv_bn_parts(
+        &self,
+        weights: &str,
+        bn: &str,
+        cin: usize,
+        cout: Option<usize>,
+        parts: usize,
+    ) -> Result<ConvBn, ForwardError> {
+        let conv = self.conv_bn(weights, bn, 1, 1, cin, cout)?;
+        conv.split_input(parts)
+    }
+
     /// Like [`Self::conv_bn`], for a conv whose outputs are channels `range` of a batch norm
     /// over `bn_channels` (the factorized reduction's two paths share one `final_path_bn`).
     #[allow(clippy::too_many_arguments)]
@@ -116,7 +136,8 @@ impl Loader<'_> {
         let [gamma, beta, mean, var] = self.batch_norm(bn, bn_channels, range)?;
         let bias = kernels::fold_batch_norm(&mut w, cout, &gamma, &beta, &mean, &var, self.eps);
         Ok(ConvBn {
-            w: PackedWeights::new(kh * kw * cin, cout, &w),
+            w: vec![PackedWeights::new(kh * kw * cin, cout, &w)],
+            zero: vec![0.0; cout],
             bias,
             kh,
             kw,
@@ -141,6 +162,54 @@ pub(crate) enum Write {
 }
 
 impl ConvBn {
+    /// The same 1x1 convolution reading its input in `parts` equal channel parts.
+    pub fn split_input(self, parts: usize) -> Result<ConvBn, ForwardError> {
+        let whole = &self.w[0];
+        let (cin, cout) = (whole.k(), whole.n());
+        if parts <= 1 {
+            return Ok(self);
+        }
+        if self.kh != 1 || self.kw != 1 || self.w.len() != 1 || cin % parts != 0 {
+            return Err(ForwardError::Unsupported(format!(
+                "a {}x{} convolution over {cin} channels cannot read {parts} equal parts",
+                self.kh, self.kw
+            )));
+        }
+        let rows = whole.to_row_major();
+        let part = cin / parts;
+        let w = rows
+            .chunks_exact(part * cout)
+            .map(|r| PackedWeights::new(part, cout, r))
+            .collect();
+        Ok(ConvBn { w, ..self })
+    }
+
+    /// 1x1 convolution (stride 1) of an input given in parts (`xs`, as many as the weights'
+    /// parts, each a channel range of the whole), with an optional ReLU on the input.
+    pub fn run_parts(&self, xs: &[Nhwc], relu_input: bool, write: Write, mut out: NhwcMut) {
+        assert_eq!(xs.len(), self.w.len(), "one input part per weight part");
+        for (j, (x, w)) in xs.iter().zip(&self.w).enumerate() {
+            let (bias, write) = if j == 0 {
+                (&self.bias, write)
+            } else {
+                (&self.zero, Write::Accumulate)
+            };
+            let f = match write {
+                Write::Overwrite => kernels::pointwise_with,
+                Write::Accumulate => kernels::pointwise_accumulate,
+            };
+            f(*x, w, bias, 1, relu_input, out.reborrow());
+        }
+    }
+
+    /// [`Self::run_parts`] into a new tensor.
+    pub fn apply_parts(&self, xs: &[Nhwc], relu_input: bool) -> Tensor {
+        let [n, h, w, _] = xs[0].shape();
+        let mut out = Tensor::for_overwrite([n, h, w, self.cout]);
+        self.run_parts(xs, relu_input, Write::Overwrite, out.view_mut());
+        out
+    }
+
     /// Runs the convolution (SAME padding, any kernel size) on `input`, with an optional ReLU
     /// applied as the input is read, writing or adding into `out`.
     pub fn run(
@@ -157,7 +226,7 @@ impl ConvBn {
                 Write::Overwrite => kernels::pointwise_with,
                 Write::Accumulate => kernels::pointwise_accumulate,
             };
-            return f(x, &self.w, &self.bias, stride[0], relu_input, out);
+            return f(x, &self.w[0], &self.bias, stride[0], relu_input, out);
         }
         let geom = kernels::ConvGeom {
             kh: self.kh,
@@ -167,13 +236,13 @@ impl ConvBn {
         };
         match write {
             Write::Overwrite => {
-                kernels::conv2d_with(x, &self.w, geom, &self.bias, relu_input, scratch, out)
+                kernels::conv2d_with(x, &self.w[0], geom, &self.bias, relu_input, scratch, out)
             }
             Write::Accumulate => {
                 let mut t = Tensor::for_overwrite(out.shape());
                 kernels::conv2d_with(
                     x,
-                    &self.w,
+                    &self.w[0],
                     geom,
                     &self.bias,
                     relu_input,

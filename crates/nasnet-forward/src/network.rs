@@ -1,6 +1,6 @@
 //! [`Network`]: the stem, every cell and the final layer, loaded and runnable.
 
-use crate::cell::CellLayer;
+use crate::cell::{CellLayer, CellOutput};
 use crate::layers::{ConvBn, Loader};
 use crate::{ForwardError, Tensor, WeightSource};
 use kernels::{PackedWeights, Padding};
@@ -107,12 +107,12 @@ impl Network {
         let threads = rayon::current_num_threads();
         let parallel = if threads > 1 { n - n % threads } else { 0 };
         if parallel == 0 {
-            return self.forward_with_taps(images, |_, _| {});
+            return self.run(images, None);
         }
         let mut outputs = self.forward_image_parallel(images, parallel, threads)?;
         if parallel < n {
             let rest = images.batch_range(parallel..n);
-            outputs.push(self.forward_with_taps(&rest, |_, _| {})?);
+            outputs.push(self.run(&rest, None)?);
         }
         Ok(Outputs::concat(outputs))
     }
@@ -137,7 +137,7 @@ impl Network {
                 break;
             }
             let image = images.batch_range(i..i + 1);
-            let out = self.forward_with_taps(&image, |_, _| {});
+            let out = self.run(&image, None);
             if let Ok(mut r) = results.lock() {
                 r[i] = Some(out);
             }
@@ -164,6 +164,15 @@ impl Network {
         images: &Tensor,
         mut tap: impl FnMut(&str, &Tensor),
     ) -> Result<Outputs, ForwardError> {
+        self.run(images, Some(&mut tap))
+    }
+
+    /// The whole batch at once, showing `tap` each cell's output (concatenated for it).
+    fn run(
+        &self,
+        images: &Tensor,
+        mut tap: Option<&mut dyn FnMut(&str, &Tensor)>,
+    ) -> Result<Outputs, ForwardError> {
         self.check_input(images)?;
         let scaled = self.scale_input(images);
         let stem_out = self.run_stem(&scaled);
@@ -172,7 +181,7 @@ impl Network {
         drop(scaled);
         // outputs[0] is the stem; outputs[k] the output of cell k-1. Only the last two are
         // ever read again, so older ones are dropped as the pass goes on.
-        let mut outputs: Vec<Option<Tensor>> = vec![Some(stem_out)];
+        let mut outputs: Vec<Option<CellOutput>> = vec![Some(CellOutput::single(stem_out))];
         for (k, cell) in self.cells.iter().enumerate() {
             let layout = &cell.layout;
             let net = outputs
@@ -188,7 +197,9 @@ impl Network {
                 .prev
                 .and_then(|p| outputs.get(p).and_then(Option::as_ref));
             let out = cell.forward(net, prev, &mut scratch);
-            tap(&layout.scope, &out);
+            if let Some(tap) = tap.as_mut() {
+                tap(&layout.scope, &out.concatenated());
+            }
             outputs.push(Some(out));
             if k >= 1 {
                 outputs[k - 1] = None;
@@ -233,7 +244,7 @@ impl Network {
         let mut out = Tensor::for_overwrite([n, oh, ow, self.stem.cout]);
         kernels::conv2d(
             x.view(),
-            &self.stem.w,
+            &self.stem.w[0],
             3,
             3,
             [2, 2],
@@ -245,10 +256,19 @@ impl Network {
     }
 
     /// ReLU, global average, then the logits layer.
-    fn final_layer(&self, last: &Tensor) -> Outputs {
-        let [n, _, _, c] = last.shape;
+    fn final_layer(&self, last: &CellOutput) -> Outputs {
+        let [n, _, _, c] = last.shape();
         let mut features = vec![0.0; n * c];
-        kernels::global_mean(last.view(), true, &mut features);
+        let mut c0 = 0;
+        for part in &last.parts {
+            let cp = part.channels();
+            let mut means = vec![0.0; n * cp];
+            kernels::global_mean(part.view(), true, &mut means);
+            for (b, m) in means.chunks_exact(cp.max(1)).enumerate() {
+                features[b * c + c0..][..cp].copy_from_slice(m);
+            }
+            c0 += cp;
+        }
         let logits = self.fc.as_ref().map(|fc| {
             let mut logits = vec![0.0; n * fc.w.n()];
             kernels::dense(&features, n, &fc.w, &fc.b, &mut logits);
@@ -282,6 +302,8 @@ fn load_cells(loader: &Loader, spec: &NetworkSpec) -> Result<Vec<CellLayer>, For
     let (sw, _, _) = kernels::output_size(w, 3, 2, Padding::Valid);
     // Shapes of every output so far: the stem, then each cell.
     let mut shapes: Vec<[usize; 3]> = vec![[sh, sw, spec.stem_filters]];
+    // How many parts each output comes in (see `CellOutput`).
+    let mut parts: Vec<usize> = vec![1];
     let mut cells = Vec::with_capacity(spec.cells.len());
     for layout in &spec.cells {
         let input_shape = shapes.get(layout.input).copied();
@@ -312,7 +334,19 @@ fn load_cells(loader: &Loader, spec: &NetworkSpec) -> Result<Vec<CellLayer>, For
             CellKind::Normal => &spec.genotype.normal,
             CellKind::Stem | CellKind::Reduction => &spec.genotype.reduction,
         };
-        let cell = CellLayer::load(loader, layout, genotype, prev_shape)?;
+        let net_parts = parts.get(layout.input).copied().unwrap_or(1);
+        let prev_parts = layout
+            .prev
+            .and_then(|p| parts.get(p).copied())
+            .unwrap_or(net_parts);
+        let cell = CellLayer::load(
+            loader,
+            layout,
+            genotype,
+            prev_shape,
+            [net_parts, prev_parts],
+        )?;
+        parts.push(cell.output_parts());
         shapes.push([
             layout.output_hw[0],
             layout.output_hw[1],
