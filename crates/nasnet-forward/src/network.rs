@@ -46,6 +46,9 @@ struct Dense {
     b: Vec<f32>,
 }
 
+/// What sees each cell's output (by scope) in [`Network::forward_with_taps`].
+type Tap<'a> = &'a mut dyn FnMut(&str, &Tensor);
+
 /// A network ready to run.
 pub struct Network {
     spec: NetworkSpec,
@@ -171,7 +174,7 @@ impl Network {
     fn run(
         &self,
         images: &Tensor,
-        mut tap: Option<&mut dyn FnMut(&str, &Tensor)>,
+        mut tap: Option<Tap>,
     ) -> Result<Outputs, ForwardError> {
         self.check_input(images)?;
         let scaled = self.scale_input(images);
