@@ -1,10 +1,12 @@
-//! `cargo xtask bench [--module DIR] [--repeats R] [--skip-tf]`: the Rust forward pass and
-//! conversion against TensorFlow on the same module, same images, same machine.
+//! `cargo xtask bench [--module DIR] [--repeats R] [--rounds N] [--skip-tf]`: the Rust
+//! forward pass and conversion against TensorFlow on the same module, same images, same
+//! machine.
 //!
 //! Forward: `amoeba run CONVERTED --repeat R+1` (its first run is the warm-up and is
 //! dropped) and `bench_tf.py forward` (hub.Module in a tf.compat.v1 graph, a Session, one
 //! warm-up run, then R timed runs), alternating process by process at batch 1 then batch 8,
-//! so a change of load on the shared machine hits both sides. Convert: `amoeba convert`
+//! for N rounds, so a change of speed of the shared machine (seen: ±10% within minutes) hits
+//! both sides; each engine's timed runs are pooled over the rounds before the median. Convert: `amoeba convert`
 //! against `tf.train.load_checkpoint` + `safetensors.numpy.save_file`, writing into the same
 //! folder (/dev/shm, then beside the module on disk) with the checkpoint in the page cache.
 //! Every child's peak RSS comes from `wait4`; the load average is printed with each number.
@@ -21,7 +23,8 @@ use crate::child::{self, Measured};
 /// AmoebaNet-A's input size.
 const IMAGE_SIZE: usize = 331;
 const BATCHES: [usize; 2] = [1, 8];
-/// AmoebaNet-A N18/F448 at 331 px: 104 G multiply-adds per image, two FLOPs each.
+/// AmoebaNet-A N18/F448 at 331 px, as issue 7 estimates it: 104 G multiply-adds per image,
+/// two FLOPs each. (The GEMMs of the forward pass do 125.5 G: 250.5 GFLOP; see the README.)
 const GFLOP_PER_IMAGE: f64 = 208.0;
 /// Where `cargo xtask synth-full -o /tmp/xt/full` puts the full-size module.
 pub const DEFAULT_MODULE: &str = "/tmp/xt/full/amoebanet_a_n18_f448";
@@ -29,6 +32,7 @@ pub const DEFAULT_MODULE: &str = "/tmp/xt/full/amoebanet_a_n18_f448";
 pub struct Options {
     pub module: PathBuf,
     pub repeats: u32,
+    pub rounds: u32,
     pub skip_tf: bool,
 }
 
@@ -44,6 +48,20 @@ struct ForwardRow {
     load: String,
     /// TensorFlow's `tf_info` line: version, oneDNN, thread pools.
     info: Option<String>,
+    /// Processes pooled into this row.
+    rounds: u32,
+}
+
+impl ForwardRow {
+    /// Adds a later round's process: its timed runs, the larger peak RSS, the mean CPU/wall.
+    fn pool(&mut self, later: ForwardRow) {
+        let n = self.rounds as f64;
+        self.cpu_per_wall = (self.cpu_per_wall * n + later.cpu_per_wall) / (n + 1.0);
+        self.rounds += 1;
+        self.seconds.extend(later.seconds);
+        self.peak_rss = self.peak_rss.max(later.peak_rss);
+        self.load = format!("{}; {}", self.load, later.load);
+    }
 }
 
 /// One conversion of the whole checkpoint.
@@ -232,8 +250,33 @@ fn convert_row(
     }
 }
 
-/// Rust then TensorFlow at each batch size.
+/// `opts.rounds` rounds of [`forward_round`], each engine's rows pooled over the rounds.
 fn forward_rounds(
+    amoeba: &Path,
+    tf: &Tf,
+    model: &Path,
+    module: &Path,
+    work: &Path,
+    opts: &Options,
+) -> Result<Vec<ForwardRow>> {
+    let mut rows: Vec<ForwardRow> = Vec::new();
+    for round in 1..=opts.rounds {
+        eprintln!("bench: forward round {round} of {}", opts.rounds);
+        for row in forward_round(amoeba, tf, model, module, work, opts)? {
+            match rows
+                .iter_mut()
+                .find(|r| r.engine == row.engine && r.batch == row.batch)
+            {
+                Some(pooled) => pooled.pool(row),
+                None => rows.push(row),
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// One round: Rust then TensorFlow at each batch size.
+fn forward_round(
     amoeba: &Path,
     tf: &Tf,
     model: &Path,
@@ -338,6 +381,7 @@ fn forward_row(
         cpu_per_wall: cpu_per_wall(m),
         load,
         info: None,
+        rounds: 1,
     })
 }
 
@@ -348,16 +392,19 @@ fn print_report(
     opts: &Options,
 ) {
     println!(
-        "\n`cargo xtask bench --module {} --repeats {}{}`; load average at the end {}\n",
+        "\n`cargo xtask bench --module {} --repeats {} --rounds {}{}`; load average at the end {}\n",
         opts.module.display(),
         opts.repeats,
+        opts.rounds,
         if opts.skip_tf { " --skip-tf" } else { "" },
         child::load_average()
     );
     println!(
-        "Forward pass: median of {} timed runs after one warm-up run, per process; GFLOP/s \
-              counts {GFLOP_PER_IMAGE} GFLOP per image; Rust/TF above 1 means Rust is slower.\n",
-        opts.repeats
+        "Forward pass: median of {} timed runs ({} rounds of one process each, every process \
+         after one warm-up run); GFLOP/s counts {GFLOP_PER_IMAGE} GFLOP per image; Rust/TF \
+         above 1 means Rust is slower.\n",
+        opts.repeats * opts.rounds,
+        opts.rounds
     );
     println!("{}", forward_table(forwards));
     for info in forwards.iter().filter_map(|r| r.info.as_deref()).take(1) {
@@ -373,7 +420,7 @@ fn print_report(
 fn forward_table(rows: &[ForwardRow]) -> String {
     let mut t = String::from(
         "| batch | engine | median s/batch | s/image | images/s | GFLOP/s | Rust/TF time \
-         | peak RSS | process CPU/wall | timed runs (s) | load avg at start |\n\
+         | peak RSS | process CPU/wall | timed runs (s) | load avg at each start |\n\
          | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
     );
     for row in rows {

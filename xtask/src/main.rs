@@ -7,7 +7,7 @@
 //! * `golden --module M --images F... -o OUT`: golden outputs of any hub module.
 //! * `synth-full -o DIR`: a full-size AmoebaNet-A N18/F448 module with random
 //!   weights (about 1.9 GB) and its golden, for benchmarks.
-//! * `bench [--module DIR] [--repeats R] [--skip-tf]`: the Rust forward pass
+//! * `bench [--module DIR] [--repeats R] [--rounds N] [--skip-tf]`: the Rust forward pass
 //!   and conversion timed against TensorFlow on the same module (see bench.rs).
 //! * `check-convert`: every fixture module converted by `amoeba convert` and
 //!   compared with TensorFlow's checkpoint reader.
@@ -86,6 +86,10 @@ enum Cmd {
         /// Timed runs per process and batch size, after one warm-up run.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         repeats: u32,
+        /// Rounds of the forward comparison (Rust then TensorFlow at batch 1, then at batch
+        /// 8), run one after the other; each engine's timed runs are pooled over the rounds.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: u32,
         /// Only the Rust side (no TensorFlow forward pass, no Python conversion).
         #[arg(long)]
         skip_tf: bool,
@@ -110,11 +114,13 @@ fn main() -> Result<()> {
         Cmd::Bench {
             module,
             repeats,
+            rounds,
             skip_tf,
         } => {
             let opts = bench::Options {
                 module,
                 repeats,
+                rounds,
                 skip_tf,
             };
             bench::run(&root, &ensure_venv(&root)?, &opts)
