@@ -35,5 +35,5 @@ pub use depthwise::depthwise;
 pub use elementwise::{add, add_assign, batch_norm, copy, global_mean, relu};
 pub use packed::{gemm_packed, LhsRows, PackedWeights};
 pub use padding::{output_size, Padding};
-pub use pool::{avg_pool, max_pool, subsample2};
+pub use pool::{avg_pool, avg_pool_accumulate, max_pool, max_pool_accumulate, subsample2};
 pub use view::{Nhwc, NhwcMut};

@@ -32,6 +32,16 @@ pub fn max_pool(input: Nhwc, k: usize, stride: usize, out: NhwcMut) {
     pool(input, k, stride, out, max_row)
 }
 
+/// [`avg_pool`] added onto `out` (`out += avg_pool(input)`), for the second branch of a sum.
+pub fn avg_pool_accumulate(input: Nhwc, k: usize, stride: usize, out: NhwcMut) {
+    pool(input, k, stride, out, avg_row_acc)
+}
+
+/// [`max_pool`] added onto `out`.
+pub fn max_pool_accumulate(input: Nhwc, k: usize, stride: usize, out: NhwcMut) {
+    pool(input, k, stride, out, max_row_acc)
+}
+
 type RowFn = fn(&Nhwc, &PoolGeom, usize, &mut [f32]);
 
 fn pool(input: Nhwc, k: usize, stride: usize, mut out: NhwcMut, row_fn: RowFn) {
@@ -55,19 +65,37 @@ fn pool(input: Nhwc, k: usize, stride: usize, mut out: NhwcMut, row_fn: RowFn) {
 
 simd_dispatch!(fn avg_row(input: &Nhwc, g: &PoolGeom, row: usize, dst: &mut [f32]) => avg_row_generic);
 simd_dispatch!(fn max_row(input: &Nhwc, g: &PoolGeom, row: usize, dst: &mut [f32]) => max_row_generic);
+simd_dispatch!(fn avg_row_acc(input: &Nhwc, g: &PoolGeom, row: usize, dst: &mut [f32]) => avg_row_acc_generic);
+simd_dispatch!(fn max_row_acc(input: &Nhwc, g: &PoolGeom, row: usize, dst: &mut [f32]) => max_row_acc_generic);
 
 #[inline(always)]
 fn avg_row_generic<const FMA: bool>(input: &Nhwc, g: &PoolGeom, row: usize, dst: &mut [f32]) {
-    pool_row::<false>(input, g, row, dst)
+    pool_row::<false, false>(input, g, row, dst)
 }
 
 #[inline(always)]
 fn max_row_generic<const FMA: bool>(input: &Nhwc, g: &PoolGeom, row: usize, dst: &mut [f32]) {
-    pool_row::<true>(input, g, row, dst)
+    pool_row::<true, false>(input, g, row, dst)
 }
 
 #[inline(always)]
-fn pool_row<const MAX: bool>(input: &Nhwc, g: &PoolGeom, row: usize, dst: &mut [f32]) {
+fn avg_row_acc_generic<const FMA: bool>(input: &Nhwc, g: &PoolGeom, row: usize, dst: &mut [f32]) {
+    pool_row::<false, true>(input, g, row, dst)
+}
+
+#[inline(always)]
+fn max_row_acc_generic<const FMA: bool>(input: &Nhwc, g: &PoolGeom, row: usize, dst: &mut [f32]) {
+    pool_row::<true, true>(input, g, row, dst)
+}
+
+/// One output row; with `ACC` the pooled values are added onto `dst`.
+#[inline(always)]
+fn pool_row<const MAX: bool, const ACC: bool>(
+    input: &Nhwc,
+    g: &PoolGeom,
+    row: usize,
+    dst: &mut [f32],
+) {
     let (b, yo) = (row / g.ho, row % g.ho);
     let y0 = (yo * g.stride) as isize - g.pad[0] as isize;
     let (dy0, dy1) = valid_taps(y0, g.k, input.h);
@@ -82,22 +110,27 @@ fn pool_row<const MAX: bool>(input: &Nhwc, g: &PoolGeom, row: usize, dst: &mut [
         let px = &mut dst[xo * g.out_ps..][..input.c];
         let mut ch = 0;
         while ch + 64 <= px.len() {
-            chunk::<64, MAX>(input, &win, ch, px);
+            chunk::<64, MAX, ACC>(input, &win, ch, px);
             ch += 64;
         }
         while ch + 16 <= px.len() {
-            chunk::<16, MAX>(input, &win, ch, px);
+            chunk::<16, MAX, ACC>(input, &win, ch, px);
             ch += 16;
         }
         while ch < px.len() {
-            chunk::<1, MAX>(input, &win, ch, px);
+            chunk::<1, MAX, ACC>(input, &win, ch, px);
             ch += 1;
         }
     }
 }
 
 #[inline(always)]
-fn chunk<const L: usize, const MAX: bool>(input: &Nhwc, win: &Window, ch: usize, px: &mut [f32]) {
+fn chunk<const L: usize, const MAX: bool, const ACC: bool>(
+    input: &Nhwc,
+    win: &Window,
+    ch: usize,
+    px: &mut [f32],
+) {
     let (w, ps) = (input.w as isize, input.pixel_stride);
     let mut acc = [if MAX { f32::NEG_INFINITY } else { 0.0 }; L];
     for dy in win.dy.clone() {
@@ -111,7 +144,14 @@ fn chunk<const L: usize, const MAX: bool>(input: &Nhwc, win: &Window, ch: usize,
         let inv = 1.0 / (win.dy.len() * win.dx.len()) as f32;
         acc.iter_mut().for_each(|a| *a *= inv);
     }
-    px[ch..ch + L].copy_from_slice(&acc);
+    let out: &mut [f32; L] = (&mut px[ch..ch + L]).try_into().unwrap();
+    if ACC {
+        for i in 0..L {
+            out[i] += acc[i];
+        }
+    } else {
+        *out = acc;
+    }
 }
 
 /// One window element into the accumulator. A by-value array (in-place

@@ -474,3 +474,33 @@ fn depthwise_register_blocks_on_wide_rows() {
         out.check(&want, 1e-5);
     }
 }
+
+#[test]
+fn pools_accumulate_onto_out() {
+    for (k, s, max) in [
+        (3, 1, false),
+        (3, 1, true),
+        (3, 2, false),
+        (3, 2, true),
+        (5, 1, true),
+    ] {
+        let input = Buf::random([2, 7, 9, 70], 3, k as u64 + s as u64);
+        let [n, h, w, c] = [2, 7usize.div_ceil(s), 9usize.div_ceil(s), 70];
+        let base = Buf::random([n, h, w, c], 0, 99);
+        let mut pooled = vec![0.0; n * h * w * c];
+        let mut summed = base.data.clone();
+        let (pool, pool_acc): (
+            fn(Nhwc, usize, usize, NhwcMut),
+            fn(Nhwc, usize, usize, NhwcMut),
+        ) = if max {
+            (max_pool, max_pool_accumulate)
+        } else {
+            (avg_pool, avg_pool_accumulate)
+        };
+        pool(input.view(), k, s, NhwcMut::new(&mut pooled, [n, h, w, c]));
+        pool_acc(input.view(), k, s, NhwcMut::new(&mut summed, [n, h, w, c]));
+        for ((got, p), b) in summed.iter().zip(&pooled).zip(&base.data) {
+            assert_eq!(*got, p + b, "k{k} s{s} max {max}");
+        }
+    }
+}

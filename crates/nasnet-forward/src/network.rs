@@ -171,11 +171,7 @@ impl Network {
     }
 
     /// The whole batch at once, showing `tap` each cell's output (concatenated for it).
-    fn run(
-        &self,
-        images: &Tensor,
-        mut tap: Option<Tap>,
-    ) -> Result<Outputs, ForwardError> {
+    fn run(&self, images: &Tensor, mut tap: Option<Tap>) -> Result<Outputs, ForwardError> {
         self.check_input(images)?;
         let scaled = self.scale_input(images);
         let stem_out = self.run_stem(&scaled);

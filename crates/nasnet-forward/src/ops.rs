@@ -365,6 +365,8 @@ fn run_separable(
     }
 }
 
+type PoolFn = fn(Nhwc, usize, usize, NhwcMut);
+
 /// SAME pooling (no ReLU), then a plain 1x1 with BN when the width changes.
 #[allow(clippy::too_many_arguments)]
 fn run_pool(
@@ -377,21 +379,19 @@ fn run_pool(
     scratch: &mut Vec<f32>,
     out: NhwcMut,
 ) {
-    let pool = if avg {
-        kernels::avg_pool
+    let (pool, pool_acc): (PoolFn, PoolFn) = if avg {
+        (kernels::avg_pool, kernels::avg_pool_accumulate)
     } else {
-        kernels::max_pool
+        (kernels::max_pool, kernels::max_pool_accumulate)
     };
     match (proj, write) {
         (None, Write::Overwrite) => pool(x, k, stride, out),
-        _ => {
+        (None, Write::Accumulate) => pool_acc(x, k, stride, out),
+        (Some(conv), _) => {
             let [n, h, w, c] = x.shape();
             let mut pooled = Tensor::for_overwrite([n, h.div_ceil(stride), w.div_ceil(stride), c]);
             pool(x, k, stride, pooled.view_mut());
-            match proj {
-                Some(conv) => conv.run(pooled.view(), [1, 1], false, write, scratch, out),
-                None => kernels::add_assign(out, pooled.view()),
-            }
+            conv.run(pooled.view(), [1, 1], false, write, scratch, out)
         }
     }
 }
