@@ -475,6 +475,8 @@ fn depthwise_register_blocks_on_wide_rows() {
     }
 }
 
+type PoolFn = fn(Nhwc, usize, usize, NhwcMut);
+
 #[test]
 fn pools_accumulate_onto_out() {
     for (k, s, max) in [
@@ -489,10 +491,7 @@ fn pools_accumulate_onto_out() {
         let base = Buf::random([n, h, w, c], 0, 99);
         let mut pooled = vec![0.0; n * h * w * c];
         let mut summed = base.data.clone();
-        let (pool, pool_acc): (
-            fn(Nhwc, usize, usize, NhwcMut),
-            fn(Nhwc, usize, usize, NhwcMut),
-        ) = if max {
+        let (pool, pool_acc): (PoolFn, PoolFn) = if max {
             (max_pool, max_pool_accumulate)
         } else {
             (avg_pool, avg_pool_accumulate)
