@@ -531,6 +531,7 @@ mod tests {
             cpu_per_wall: 1.9,
             load: "1.00 1.00 1.00".into(),
             info: None,
+            rounds: 1,
         };
         let t = forward_table(&[
             row("Rust", vec![16.0, 17.0, 18.0]),
@@ -540,5 +541,28 @@ mod tests {
             t.contains("| 8 | Rust | 17.00 | 2.12 | 0.47 | 98 | 2.00 | 1.00 GiB | 1.90 |"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn rounds_pool_runs_peaks_and_cpu() {
+        let row = |seconds: Vec<f64>, peak_rss, cpu_per_wall| ForwardRow {
+            engine: "Rust",
+            batch: 1,
+            seconds,
+            peak_rss,
+            cpu_per_wall,
+            load: "1".into(),
+            info: None,
+            rounds: 1,
+        };
+        let mut pooled = row(vec![1.0, 3.0], 10, 1.0);
+        pooled.pool(row(vec![2.0], 30, 2.0));
+        pooled.pool(row(vec![5.0], 20, 3.0));
+        assert_eq!(pooled.seconds, [1.0, 3.0, 2.0, 5.0]);
+        assert_eq!(median(&pooled.seconds), 2.5);
+        assert_eq!(pooled.peak_rss, 30);
+        assert!((pooled.cpu_per_wall - 2.0).abs() < 1e-12);
+        assert_eq!(pooled.rounds, 3);
+        assert_eq!(pooled.load, "1; 1; 1");
     }
 }
