@@ -110,6 +110,12 @@ pub struct LhsRows<'a, F: Fn(usize) -> usize + Sync> {
     pub relu: bool,
 }
 
+/// The checked row offsets of a [`gemm_packed`] call.
+struct LhsTable<'a> {
+    data: &'a [f32],
+    offsets: &'a [usize],
+}
+
 /// Raw output pointer shared by the tasks, which write disjoint tiles.
 #[derive(Clone, Copy)]
 struct DstPtr(*mut f32);
@@ -136,21 +142,31 @@ pub fn gemm_packed<F: Fn(usize) -> usize + Sync>(
     if m == 0 || n == 0 {
         return;
     }
+    let extent = (m - 1).checked_mul(dst_rs).and_then(|e| e.checked_add(n));
     assert!(
-        dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n,
+        dst_rs >= n && extent.is_some_and(|e| e <= dst.len()),
         "dst too short"
     );
     if k == 0 {
         return fill_rows(dst, dst_rs, m, bias, accumulate);
     }
-    for i in 0..m {
-        let off = (lhs.offset)(i);
-        assert!(
-            off.checked_add(k).is_some_and(|end| end <= lhs.data.len()),
-            "lhs row {i} out of bounds"
-        );
-    }
-    let threads = if m * n * k < PARALLEL_MACS {
+    // Each offset is computed (and checked) once: the kernels use exactly these values, so
+    // an `offset` that answered differently on a second call could not lead them astray.
+    let offsets: Vec<usize> = (0..m)
+        .map(|i| {
+            let off = (lhs.offset)(i);
+            assert!(
+                off.checked_add(k).is_some_and(|end| end <= lhs.data.len()),
+                "lhs row {i} out of bounds"
+            );
+            off
+        })
+        .collect();
+    let rows_in = LhsTable {
+        data: lhs.data,
+        offsets: &offsets,
+    };
+    let threads = if m.saturating_mul(n).saturating_mul(k) < PARALLEL_MACS {
         1
     } else {
         rayon::current_num_threads()
@@ -165,7 +181,7 @@ pub fn gemm_packed<F: Fn(usize) -> usize + Sync>(
         // SAFETY: `rows` x `panels` is this task's own block of `dst`; bounds checked above.
         unsafe {
             run_block(
-                lhs, w, bias, accumulate, rows, panels, dst.0, dst_rs, kernel,
+                &rows_in, w, bias, accumulate, rows, panels, dst.0, dst_rs, kernel,
             )
         };
     };
@@ -272,10 +288,10 @@ fn pick_kernel(relu: bool) -> Kernel {
 ///
 /// # Safety
 /// `dst` must be valid for rows `rows` (stride `dst_rs`) and the columns of `panels`, with
-/// no other thread touching that block; every lhs row offset must be in bounds.
+/// no other thread touching that block; every offset in `lhs` must leave `k` values.
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_block<F: Fn(usize) -> usize + Sync>(
-    lhs: &LhsRows<F>,
+unsafe fn run_block(
+    lhs: &LhsTable,
     w: &PackedWeights,
     bias: &[f32],
     accumulate: bool,
@@ -294,7 +310,7 @@ unsafe fn run_block<F: Fn(usize) -> usize + Sync>(
             let live = MR.min(rows.end - r0);
             // Pointers past the live rows repeat the last one; the kernel reads only `live`.
             let a: [*const f32; MR] = std::array::from_fn(|r| {
-                let off = (lhs.offset)(r0 + r.min(live - 1));
+                let off = lhs.offsets[r0 + r.min(live - 1)];
                 lhs.data.as_ptr().add(off + pc)
             });
             for p in panels.clone() {
@@ -528,6 +544,7 @@ mod tests {
             (6, 257, 64),
             (100, 40, 130),
             (121, 520, 600),
+            (10, 900, 70),
         ] {
             for (relu, accumulate) in [(false, false), (true, false), (false, true), (true, true)] {
                 check(m, k, n, relu, accumulate);
@@ -627,6 +644,88 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn offsets_are_read_once() {
+        // An offset function that lies after the check must not reach the kernels.
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (m, k, n) = (20, 30, 40);
+        let a = filled(m * k, 10);
+        let w = filled(k * n, 11);
+        let calls = AtomicUsize::new(0);
+        let offset = |i: usize| {
+            if calls.fetch_add(1, Ordering::Relaxed) < m {
+                i * k
+            } else {
+                1 << 40
+            }
+        };
+        let lhs = LhsRows {
+            data: &a,
+            rows: m,
+            offset,
+            relu: false,
+        };
+        let mut got = vec![0.0; m * n];
+        gemm_packed(
+            &lhs,
+            &PackedWeights::new(k, n, &w),
+            &vec![0.0; n],
+            false,
+            &mut got,
+            n,
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), m);
+        let mut want = vec![0.0; m * n];
+        reference(m, k, n, &a, k, false, &w, &mut want, n);
+        for (g, e) in got.iter().zip(&want) {
+            assert!((g - e).abs() < 1e-4, "{g} vs {e}");
+        }
+    }
+
+    #[test]
+    fn exact_size_buffers_suffice() {
+        // dst ends at the last row's last column; the input at the last row's last value.
+        let (m, k, n, lda, ldc) = (13, 37, 70, 50, 90);
+        let a = filled((m - 1) * lda + k, 12);
+        let w = filled(k * n, 13);
+        let mut got = vec![0.0; (m - 1) * ldc + n];
+        let lhs = LhsRows {
+            data: &a,
+            rows: m,
+            offset: |i| i * lda,
+            relu: true,
+        };
+        gemm_packed(
+            &lhs,
+            &PackedWeights::new(k, n, &w),
+            &vec![0.5; n],
+            false,
+            &mut got,
+            ldc,
+        );
+        let mut want = vec![0.0; got.len()];
+        for i in 0..m {
+            want[i * ldc..][..n].fill(0.5);
+        }
+        reference(m, k, n, &a, lda, true, &w, &mut want, ldc);
+        for (g, e) in got.iter().zip(&want) {
+            assert!((g - e).abs() < 1e-4, "{g} vs {e}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "dst too short")]
+    fn an_output_extent_that_overflows_panics() {
+        let w = PackedWeights::new(1, 1, &[1.0]);
+        let lhs = LhsRows {
+            data: &[1.0],
+            rows: (1 << 32) + 1,
+            offset: |_| 0,
+            relu: false,
+        };
+        gemm_packed(&lhs, &w, &[0.0], false, &mut [0.0], 1 << 32);
     }
 
     #[test]
