@@ -137,6 +137,20 @@ pub fn gemm_packed<F: Fn(usize) -> usize + Sync>(
     dst: &mut [f32],
     dst_rs: usize,
 ) {
+    let kernel = pick_kernel(Isa::best(), lhs.relu);
+    gemm_with(lhs, w, bias, accumulate, dst, dst_rs, kernel)
+}
+
+/// [`gemm_packed`] with a given microkernel (tests run every one the CPU has).
+fn gemm_with<F: Fn(usize) -> usize + Sync>(
+    lhs: &LhsRows<F>,
+    w: &PackedWeights,
+    bias: &[f32],
+    accumulate: bool,
+    dst: &mut [f32],
+    dst_rs: usize,
+    kernel: Kernel,
+) {
     let (m, n, k) = (lhs.rows, w.n, w.k);
     assert_eq!(bias.len(), n, "bias length");
     if m == 0 || n == 0 {
@@ -173,7 +187,6 @@ pub fn gemm_packed<F: Fn(usize) -> usize + Sync>(
     };
     let grid = TaskGrid::new(m.div_ceil(MR), w.panels(), threads);
     let dst_ptr = DstPtr(dst.as_mut_ptr());
-    let kernel = pick_kernel(lhs.relu);
     let task = |t: usize| {
         let (row_panels, panels) = grid.task(t);
         let rows = row_panels.start * MR..m.min(row_panels.end * MR);
@@ -268,19 +281,49 @@ struct Store {
 /// `Store` says.
 type Kernel = unsafe fn(usize, &[*const f32; MR], *const f32, usize, &Store);
 
-fn pick_kernel(relu: bool) -> Kernel {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
-        return if relu {
-            avx512::kernel::<true>
-        } else {
-            avx512::kernel::<false>
-        };
+/// The microkernel families, best first.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    fn best() -> Isa {
+        Isa::available()[0]
     }
-    if relu {
-        portable_kernel::<true>
-    } else {
-        portable_kernel::<false>
+
+    /// Every family this CPU can run, best first (the portable one always).
+    fn available() -> Vec<Isa> {
+        let mut isas = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                isas.push(Isa::Avx512);
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                isas.push(Isa::Avx2);
+            }
+        }
+        isas.push(Isa::Portable);
+        isas
+    }
+}
+
+/// The microkernel of `isa`, which the caller has checked the CPU supports.
+fn pick_kernel(isa: Isa, relu: bool) -> Kernel {
+    match (isa, relu) {
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, true) => avx512::kernel::<true>,
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, false) => avx512::kernel::<false>,
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, true) => avx2::kernel::<true>,
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, false) => avx2::kernel::<false>,
+        (_, true) => portable_kernel::<true>,
+        (_, false) => portable_kernel::<false>,
     }
 }
 
@@ -467,6 +510,119 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Store, MR};
+    use std::arch::x86_64::*;
+
+    /// AVX2+FMA microkernel for CPUs without AVX-512: the panel in strips of 16 columns,
+    /// `rows x 2` eight-float accumulators each (12 of the 16 registers for 6 rows).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; pointers as for `portable_kernel`; `bw` is a multiple of 16.
+    pub(super) unsafe fn kernel<const RELU: bool>(
+        kc: usize,
+        a: &[*const f32; MR],
+        b: *const f32,
+        bw: usize,
+        out: &Store,
+    ) {
+        match out.rows {
+            6 => strips::<6, RELU>(kc, a, b, bw, out),
+            5 => strips::<5, RELU>(kc, a, b, bw, out),
+            4 => strips::<4, RELU>(kc, a, b, bw, out),
+            3 => strips::<3, RELU>(kc, a, b, bw, out),
+            2 => strips::<2, RELU>(kc, a, b, bw, out),
+            _ => strips::<1, RELU>(kc, a, b, bw, out),
+        }
+    }
+
+    /// K rows per step: a 64-row slice of a 64-wide panel is 16 KiB and stays in L1 while
+    /// its four strips are computed (strip by strip over all of K would stream the panel
+    /// from L2 four times).
+    const KB: usize = 64;
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn strips<const R: usize, const RELU: bool>(
+        kc: usize,
+        a: &[*const f32; MR],
+        b: *const f32,
+        bw: usize,
+        out: &Store,
+    ) {
+        let zero = _mm256_setzero_ps();
+        let live = (bw / 16).min(out.cols.div_ceil(16)).min(4);
+        let mut acc = [[[zero; 2]; R]; 4];
+        for k0 in (0..kc).step_by(KB) {
+            let kn = KB.min(kc - k0);
+            let ak: [*const f32; MR] = std::array::from_fn(|r| a[r].add(k0));
+            for (s, acc_s) in acc.iter_mut().enumerate().take(live) {
+                *acc_s = strip::<R, RELU>(kn, &ak, b.add(k0 * bw + 16 * s), bw, *acc_s);
+            }
+        }
+        for (s, acc_s) in acc.iter().enumerate().take(live) {
+            store::<R>(acc_s, out, 16 * s);
+        }
+    }
+
+    /// `kn` K rows of one 16-column strip onto `acc`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn strip<const R: usize, const RELU: bool>(
+        kn: usize,
+        a: &[*const f32; MR],
+        b: *const f32,
+        bw: usize,
+        mut acc: [[__m256; 2]; R],
+    ) -> [[__m256; 2]; R] {
+        let zero = _mm256_setzero_ps();
+        for kk in 0..kn {
+            let bp = b.add(kk * bw);
+            let bv = [_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8))];
+            for r in 0..R {
+                let mut av = _mm256_set1_ps(*a[r].add(kk));
+                if RELU {
+                    av = _mm256_max_ps(av, zero);
+                }
+                for v in 0..2 {
+                    acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+                }
+            }
+        }
+        acc
+    }
+
+    /// Columns `c0..c0 + 16` of the tile into `out`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store<const R: usize>(acc: &[[__m256; 2]; R], out: &Store, c0: usize) {
+        let mut acc = *acc;
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let masks: [__m256i; 2] = std::array::from_fn(|v| {
+            let lanes = out.cols.saturating_sub(c0 + 8 * v).min(8) as i32;
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), lane)
+        });
+        if !out.bias.is_null() {
+            for v in 0..2 {
+                let bias = _mm256_maskload_ps(out.bias.add(c0 + 8 * v), masks[v]);
+                for acc_row in acc.iter_mut() {
+                    acc_row[v] = _mm256_add_ps(acc_row[v], bias);
+                }
+            }
+        }
+        for (r, acc_row) in acc.iter().enumerate() {
+            let crow = out.c.add(r * out.ldc + c0);
+            for (v, &sum) in acc_row.iter().enumerate() {
+                let p = crow.add(8 * v);
+                let sum = if out.load_c {
+                    _mm256_add_ps(_mm256_maskload_ps(p, masks[v]), sum)
+                } else {
+                    sum
+                };
+                _mm256_maskstore_ps(p, masks[v], sum);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,7 +660,7 @@ mod tests {
         }
     }
 
-    fn check(m: usize, k: usize, n: usize, relu: bool, accumulate: bool) {
+    fn check(m: usize, k: usize, n: usize, relu: bool, accumulate: bool, kernel: Kernel) {
         let lda = k + 3;
         let ldc = n + 5;
         let a = filled(m * lda, 1);
@@ -519,7 +675,7 @@ mod tests {
             relu,
         };
         let bias = filled(n, 4);
-        gemm_packed(&lhs, &packed, &bias, accumulate, &mut got, ldc);
+        gemm_with(&lhs, &packed, &bias, accumulate, &mut got, ldc, kernel);
         for i in 0..m {
             for j in 0..n {
                 let old = if accumulate { want[i * ldc + j] } else { 0.0 };
@@ -546,8 +702,12 @@ mod tests {
             (121, 520, 600),
             (10, 900, 70),
         ] {
-            for (relu, accumulate) in [(false, false), (true, false), (false, true), (true, true)] {
-                check(m, k, n, relu, accumulate);
+            for isa in Isa::available() {
+                for (relu, accumulate) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
+                    check(m, k, n, relu, accumulate, pick_kernel(isa, relu));
+                }
             }
         }
     }
