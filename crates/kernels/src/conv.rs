@@ -5,8 +5,8 @@
 //! [`gemm_packed`] reads any pixel as a GEMM row, so NHWC activations (rows =
 //! pixels, possibly strided inside a concat buffer, or every other pixel for a
 //! stride-2 1x1) are used in place, with the input ReLU applied as they are
-//! read. The bias is written into `dst` first and the product accumulated onto
-//! it, which saves a second pass.
+//! read, and the bias is added as the first K slice of the product is stored
+//! (no separate pass over the output).
 
 use crate::packed::{gemm_packed, LhsRows, PackedWeights};
 use crate::padding::{output_size, Padding};

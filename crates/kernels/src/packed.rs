@@ -22,8 +22,8 @@ use std::ops::Range;
 pub const NR: usize = 64;
 /// Output rows per microkernel call.
 pub const MR: usize = 6;
-/// K rows of the weights per pass over a block at most (448: every K of AmoebaNet-A F448
-/// is a multiple of it; other Ks are cut in equal slices).
+/// K rows of the weights per pass over a block at most (448: every K above 448 in
+/// AmoebaNet-A F448 is a multiple of it; other Ks are cut in equal slices).
 const KC: usize = 448;
 /// Column panels per task: a `KC x 256` weight block of 448 KiB, under half of L2.
 const NC_PANELS: usize = 4;

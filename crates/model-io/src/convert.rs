@@ -68,8 +68,8 @@ pub fn convert(
     let tmp = temp_output(output)?;
     // Hashing the checkpoint (one read of the shards) overlaps with copying the tensors.
     let (written, digest) = std::thread::scope(|scope| {
-        // The kernel copies bypass the reader, so every checksum is verified here, then the
-        // shards are hashed; both overlap with the copy.
+        // The kernel copies bypass the reader, so every checksum is verified here, while the
+        // shards are hashed on another thread; both overlap with the copy.
         let hasher = to_hash.map(|dir| scope.spawn(move || verify_and_hash(model, &dir)));
         let written = write_tensors(model, &items, &header, tmp.as_file(), output, progress);
         let digest = hasher.map(|h| h.join().unwrap_or_else(|_| Err(panicked_hasher(output))));

@@ -265,6 +265,11 @@ fn load_factorized_reduction(
     cin: usize,
     out: usize,
 ) -> Result<(ConvBn, ConvBn), ForwardError> {
+    if !out.is_multiple_of(2) {
+        return Err(ForwardError::Unsupported(format!(
+            "{scope}: a factorized reduction to {out} channels (odd) cannot split evenly into its two paths"
+        )));
+    }
     let half = out / 2;
     let bn = format!("{scope}/final_path_bn");
     let path = |n: usize, range| {
@@ -343,5 +348,23 @@ fn factorized_reduction(x: &[Nhwc], path1: &ConvBn, path2: &ConvBn, relu: bool, 
         let views: Vec<Nhwc> = subs.iter().map(Tensor::view).collect();
         let slice = out.reborrow().channels_mut(range);
         path.run_parts(&views, relu, Write::Overwrite, slice);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::Empty;
+
+    #[test]
+    fn a_factorized_reduction_to_an_odd_width_is_refused() {
+        let loader = Loader {
+            src: &Empty,
+            eps: 1e-3,
+        };
+        let Err(e) = load_factorized_reduction(&loader, "cell_stem_1", 32, 45) else {
+            panic!("loaded a factorized reduction to 45 channels");
+        };
+        assert!(e.to_string().contains("(odd)"), "{e}");
     }
 }

@@ -21,6 +21,26 @@ mod ops;
 mod tensor;
 mod weights;
 
+#[cfg(test)]
+mod test_support {
+    use crate::{ForwardError, WeightSource};
+
+    /// A weight source with no variables: checks that fail before reading any use it.
+    pub struct Empty;
+
+    impl WeightSource for Empty {
+        fn source_name(&self) -> String {
+            "empty".into()
+        }
+        fn shape(&self, _: &str) -> Option<Vec<usize>> {
+            None
+        }
+        fn values(&self, name: &str) -> Result<Vec<f32>, ForwardError> {
+            Err(ForwardError::Unsupported(format!("no {name}")))
+        }
+    }
+}
+
 pub use error::ForwardError;
 pub use network::{Network, Outputs};
 pub use tensor::{pooled_bytes, release_pooled_buffers, Tensor};

@@ -6,7 +6,7 @@ use crate::{ForwardError, Tensor, WeightSource};
 use kernels::{PackedWeights, Padding};
 use nasnet_genotype::{CellKind, NetworkSpec};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// What a forward pass returns.
 #[derive(Debug, Clone)]
@@ -55,10 +55,10 @@ pub struct Network {
     stem: ConvBn,
     cells: Vec<CellLayer>,
     fc: Option<Dense>,
-    /// One single-threaded pool per thread of the caller's pool, made on the first batch of
-    /// two or more images (see [`Network::forward`]). They persist so that their threads'
-    /// activation buffer pools do too.
-    image_workers: OnceLock<Vec<rayon::ThreadPool>>,
+    /// Single-threaded pools for image-parallel batches (see [`Network::forward`]), made as
+    /// calls need them (one per thread of the largest calling pool so far). They persist so
+    /// that their threads' activation buffer pools do too ([`Network::release_buffers`]).
+    image_workers: Mutex<Vec<Arc<rayon::ThreadPool>>>,
 }
 
 impl Network {
@@ -87,7 +87,7 @@ impl Network {
             stem,
             cells,
             fc,
-            image_workers: OnceLock::new(),
+            image_workers: Mutex::new(Vec::new()),
         })
     }
 
@@ -112,7 +112,11 @@ impl Network {
         if parallel == 0 {
             return self.run(images, None);
         }
-        let mut outputs = self.forward_image_parallel(images, parallel, threads)?;
+        let Some(workers) = self.image_workers(threads) else {
+            // No worker threads to be had: the whole batch with the caller's pool.
+            return self.run(images, None);
+        };
+        let mut outputs = self.forward_image_parallel(images, parallel, &workers)?;
         if parallel < n {
             let rest = images.batch_range(parallel..n);
             outputs.push(self.run(&rest, None)?);
@@ -120,17 +124,45 @@ impl Network {
         Ok(Outputs::concat(outputs))
     }
 
-    /// Images `0..count` of `images`, spread over `threads` single-threaded workers; one
+    /// `threads` single-threaded pools, made now if there are fewer; `None` if the system
+    /// will not give the threads.
+    fn image_workers(&self, threads: usize) -> Option<Vec<Arc<rayon::ThreadPool>>> {
+        let mut pools = self
+            .image_workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while pools.len() < threads {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .thread_name(|_| "amoeba-image".to_string())
+                .build()
+                .ok()?;
+            pools.push(Arc::new(pool));
+        }
+        Some(pools[..threads].to_vec())
+    }
+
+    /// Frees the activation buffers pooled by the calling thread and by the threads that ran
+    /// image-parallel batches (they are otherwise kept for the next pass).
+    pub fn release_buffers(&self) {
+        crate::release_pooled_buffers();
+        let pools = self
+            .image_workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for pool in pools.iter() {
+            pool.install(crate::release_pooled_buffers);
+        }
+    }
+
+    /// Images `0..count` of `images`, one image at a time on each of the `workers`; one
     /// [`Outputs`] per image, in order.
     fn forward_image_parallel(
         &self,
         images: &Tensor,
         count: usize,
-        threads: usize,
+        workers: &[Arc<rayon::ThreadPool>],
     ) -> Result<Vec<Outputs>, ForwardError> {
-        let workers = self
-            .image_workers
-            .get_or_init(|| single_threaded_pools(threads));
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<Option<Result<Outputs, ForwardError>>>> =
             Mutex::new((0..count).map(|_| None).collect());
@@ -141,16 +173,14 @@ impl Network {
             }
             let image = images.batch_range(i..i + 1);
             let out = self.run(&image, None);
-            if let Ok(mut r) = results.lock() {
-                r[i] = Some(out);
-            }
+            results.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(out);
         };
         std::thread::scope(|s| {
-            for pool in workers.iter().take(threads) {
+            for pool in workers {
                 s.spawn(|| pool.install(work));
             }
         });
-        let results = results.into_inner().unwrap_or_default();
+        let results = results.into_inner().unwrap_or_else(PoisonError::into_inner);
         results
             .into_iter()
             .map(|r| {
@@ -175,7 +205,7 @@ impl Network {
         self.check_input(images)?;
         let scaled = self.scale_input(images);
         let stem_out = self.run_stem(&scaled);
-        // Gathered GEMM inputs, reused by every layer of the pass.
+        // im2col scratch (the stem and any KxK convolution), reused by every layer of the pass.
         let mut scratch = Vec::new();
         drop(scaled);
         // outputs[0] is the stem; outputs[k] the output of cell k-1. Only the last two are
@@ -279,20 +309,6 @@ impl Network {
             logits,
         }
     }
-}
-
-/// `count` rayon pools of one thread each; with fewer (a pool that cannot be built), the
-/// image-parallel path uses the ones it has.
-fn single_threaded_pools(count: usize) -> Vec<rayon::ThreadPool> {
-    (0..count)
-        .filter_map(|i| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .thread_name(move |_| format!("amoeba-image-{i}"))
-                .build()
-                .ok()
-        })
-        .collect()
 }
 
 fn load_cells(loader: &Loader, spec: &NetworkSpec) -> Result<Vec<CellLayer>, ForwardError> {

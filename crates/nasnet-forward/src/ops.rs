@@ -120,6 +120,11 @@ fn load_separable(
     br: usize,
     stride: usize,
 ) -> Result<OpLayer, ForwardError> {
+    if repeats == 0 {
+        return Err(ForwardError::Unsupported(format!(
+            "{scope}: separable_{k}x{k}_0 has no layers to run"
+        )));
+    }
     let mut layers = Vec::with_capacity(repeats);
     let mut cin = c;
     for n in 1..=repeats {
@@ -393,5 +398,30 @@ fn run_pool(
             pool(x, k, stride, pooled.view_mut());
             conv.run(pooled.view(), [1, 1], false, write, scratch, out)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::Empty;
+
+    #[test]
+    fn a_separable_op_with_no_layers_is_refused() {
+        let loader = Loader {
+            src: &Empty,
+            eps: 1e-3,
+        };
+        let op = Operation::Separable {
+            kernel: 3,
+            repeats: 0,
+        };
+        let Err(e) = load_op(&loader, "cell_0/comb_iter_0/left", op, [8, 8, 16], 1, 16) else {
+            panic!("loaded a separable op with no layers");
+        };
+        assert!(
+            e.to_string().contains("separable_3x3_0 has no layers"),
+            "{e}"
+        );
     }
 }

@@ -97,7 +97,7 @@ const POOL_MAX_BYTES: usize = 2 << 30;
 /// Buffers at least this size are pooled; smaller ones are cheap to allocate.
 const POOL_MIN_LEN: usize = 1 << 12;
 
-/// Free buffers, each reused for a request of at least half its length (so a large buffer
+/// Free buffers, each reused for a request of at least half its capacity (so a large buffer
 /// does not end up holding a small tensor while a large one is allocated anew).
 struct BufferPool {
     free: Vec<Vec<f32>>,
@@ -106,7 +106,8 @@ struct BufferPool {
 }
 
 impl BufferPool {
-    /// The smallest free buffer of length `len..=2*len`, truncated to `len`.
+    /// The smallest free buffer of capacity `len..=2*len`, made `len` long (values left
+    /// over, zeros past its old length).
     fn take(&mut self, len: usize) -> Option<Vec<f32>> {
         if len < POOL_MIN_LEN {
             return None;
@@ -115,11 +116,11 @@ impl BufferPool {
             .free
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.len() >= len && v.len() / 2 <= len)
-            .min_by_key(|(_, v)| v.len())?;
+            .filter(|(_, v)| v.capacity() >= len && v.capacity() / 2 <= len)
+            .min_by_key(|(_, v)| v.capacity())?;
         let mut v = self.free.swap_remove(i);
         self.bytes -= v.capacity() * 4;
-        v.truncate(len);
+        v.resize(len, 0.0);
         Some(v)
     }
 

@@ -93,6 +93,8 @@ fn image_parallel_batches_match_the_whole_batch_exactly() {
         assert_eq!(split.features, whole.features, "{threads} threads");
         assert_eq!(split.logits, whole.logits, "{threads} threads");
     }
+    network.release_buffers();
+    assert_eq!(nasnet_forward::pooled_bytes(), 0);
 }
 
 #[test]
