@@ -21,6 +21,13 @@ mod ops;
 mod tensor;
 mod weights;
 
+pub use error::ForwardError;
+pub use network::{Network, Outputs};
+pub use tensor::{pooled_bytes, release_pooled_buffers, Tensor};
+pub use weights::{SafetensorsWeights, WeightSource};
+
+pub use nasnet_genotype::NetworkSpec;
+
 #[cfg(test)]
 mod test_support {
     use crate::{ForwardError, WeightSource};
@@ -40,10 +47,3 @@ mod test_support {
         }
     }
 }
-
-pub use error::ForwardError;
-pub use network::{Network, Outputs};
-pub use tensor::{pooled_bytes, release_pooled_buffers, Tensor};
-pub use weights::{SafetensorsWeights, WeightSource};
-
-pub use nasnet_genotype::NetworkSpec;
