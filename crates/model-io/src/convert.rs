@@ -566,3 +566,30 @@ fn header_bytes(items: &[Item], metadata: &BTreeMap<String, String>) -> Vec<u8> 
     }
     bytes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_sha256_covers_every_shard_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // A shard longer than HASH_CHUNK (hashed in several mapped pieces), an empty one
+        // (nothing to map), a small one, and a file that is not a shard.
+        let big: Vec<u8> = (0..HASH_CHUNK + 12345)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let small = b"the last shard".to_vec();
+        std::fs::write(dir.path().join("variables.data-00000-of-00003"), &big).unwrap();
+        std::fs::write(dir.path().join("variables.data-00001-of-00003"), b"").unwrap();
+        std::fs::write(dir.path().join("variables.data-00002-of-00003"), &small).unwrap();
+        std::fs::write(dir.path().join("variables.index"), b"not hashed").unwrap();
+        let mut want = Sha256::new();
+        want.update(&big);
+        want.update(&small);
+        assert_eq!(
+            checkpoint_sha256(dir.path()).unwrap(),
+            hex(&want.finalize())
+        );
+    }
+}
