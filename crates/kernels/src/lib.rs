@@ -1,8 +1,8 @@
 //! Arithmetic kernels of the AmoebaNet forward pass, NHWC float32.
 //!
 //! This crate owns the arithmetic: a GEMM by weights packed at load time
-//! ([`PackedWeights`], [`gemm_packed`]: an AVX-512 microkernel that reads NHWC
-//! pixels in place) behind the pointwise, im2col and dense convolutions, the
+//! ([`PackedWeights`], [`gemm_packed`]: AVX-512, AVX2+FMA or plain-Rust
+//! microkernels, picked at run time, that read NHWC pixels in place) behind the pointwise, im2col and dense convolutions, the
 //! hand-written depthwise and pooling loops, TF's SAME/VALID padding rules and
 //! batch-norm folding. It does not own the network topology or any file format.
 //!
