@@ -415,6 +415,22 @@ unsafe fn portable_kernel<const RELU: bool>(
     }
 }
 
+/// `$f::<R, $relu>($args)` with the const `R` equal to the run-time live row count
+/// `$rows` (1 to `MR`), so each row count gets its own register-resident tile.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_live_rows {
+    ($rows:expr, $f:ident, $relu:ident, ($($arg:expr),*)) => {
+        match $rows {
+            6 => $f::<6, $relu>($($arg),*),
+            5 => $f::<5, $relu>($($arg),*),
+            4 => $f::<4, $relu>($($arg),*),
+            3 => $f::<3, $relu>($($arg),*),
+            2 => $f::<2, $relu>($($arg),*),
+            _ => $f::<1, $relu>($($arg),*),
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{Store, MR};
@@ -425,7 +441,6 @@ mod avx512 {
     ///
     /// # Safety
     /// The CPU has AVX-512F; pointers as for `portable_kernel`; `bw` is 16, 32, 48 or 64.
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn kernel<const RELU: bool>(
         kc: usize,
         a: &[*const f32; MR],
@@ -433,14 +448,7 @@ mod avx512 {
         bw: usize,
         out: &Store,
     ) {
-        match out.rows {
-            6 => by_width::<6, RELU>(kc, a, b, bw, out),
-            5 => by_width::<5, RELU>(kc, a, b, bw, out),
-            4 => by_width::<4, RELU>(kc, a, b, bw, out),
-            3 => by_width::<3, RELU>(kc, a, b, bw, out),
-            2 => by_width::<2, RELU>(kc, a, b, bw, out),
-            _ => by_width::<1, RELU>(kc, a, b, bw, out),
-        }
+        by_live_rows!(out.rows, by_width, RELU, (kc, a, b, bw, out))
     }
 
     /// `R` live rows (the last row panel of a matrix whose rows are not a multiple of
@@ -527,14 +535,7 @@ mod avx2 {
         bw: usize,
         out: &Store,
     ) {
-        match out.rows {
-            6 => strips::<6, RELU>(kc, a, b, bw, out),
-            5 => strips::<5, RELU>(kc, a, b, bw, out),
-            4 => strips::<4, RELU>(kc, a, b, bw, out),
-            3 => strips::<3, RELU>(kc, a, b, bw, out),
-            2 => strips::<2, RELU>(kc, a, b, bw, out),
-            _ => strips::<1, RELU>(kc, a, b, bw, out),
-        }
+        by_live_rows!(out.rows, strips, RELU, (kc, a, b, bw, out))
     }
 
     /// K rows per step: a 64-row slice of a 64-wide panel is 16 KiB and stays in L1 while

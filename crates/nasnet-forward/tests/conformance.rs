@@ -37,15 +37,24 @@ fn conformance_module() -> (HubModule, nasnet_genotype::NetworkSpec) {
     (module, spec)
 }
 
+/// TensorFlow's golden file for the conformance module.
+fn golden_bytes() -> Vec<u8> {
+    std::fs::read(shared().join("amoebanet_a_n6_f16.golden.safetensors")).unwrap()
+}
+
+/// The images the golden outputs were made from.
+fn golden_images(golden: &safetensors::SafeTensors) -> Tensor {
+    let images = golden.tensor("images").unwrap();
+    Tensor::from_vec(f32s(images.data()), images.shape().try_into().unwrap()).unwrap()
+}
+
 #[test]
 fn logits_features_and_every_cell_match_tensorflow() {
     let (module, spec) = conformance_module();
     let network = Network::load(&spec, &module).unwrap();
-
-    let bytes = std::fs::read(shared().join("amoebanet_a_n6_f16.golden.safetensors")).unwrap();
+    let bytes = golden_bytes();
     let golden = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let images = golden.tensor("images").unwrap();
-    let images = Tensor::from_vec(f32s(images.data()), images.shape().try_into().unwrap()).unwrap();
+    let images = golden_images(&golden);
 
     let max_diff = |a: &[f32], b: &[f32]| {
         a.iter()
@@ -77,10 +86,8 @@ fn logits_features_and_every_cell_match_tensorflow() {
 fn image_parallel_batches_match_the_whole_batch_exactly() {
     let (module, spec) = conformance_module();
     let network = Network::load(&spec, &module).unwrap();
-    let bytes = std::fs::read(shared().join("amoebanet_a_n6_f16.golden.safetensors")).unwrap();
-    let golden = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let images = golden.tensor("images").unwrap();
-    let images = Tensor::from_vec(f32s(images.data()), images.shape().try_into().unwrap()).unwrap();
+    let bytes = golden_bytes();
+    let images = golden_images(&safetensors::SafeTensors::deserialize(&bytes).unwrap());
     assert!(images.shape[0] >= 3, "the golden has several images");
     let whole = network.forward_with_taps(&images, |_, _| {}).unwrap();
     for threads in [1, 2, 3] {
