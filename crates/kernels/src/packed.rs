@@ -290,8 +290,10 @@ enum Isa {
 }
 
 impl Isa {
+    /// Found once per process: every GEMM call asks.
     fn best() -> Isa {
-        Isa::available()[0]
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Isa::available()[0])
     }
 
     /// Every family this CPU can run, best first (the portable one always).
