@@ -1,11 +1,9 @@
-//! Graphviz DOT: one `cluster_*` subgraph per diagram.
+//! Graphviz DOT: one `cluster_*` subgraph per diagram. Every ID and label is written as a
+//! double-quoted DOT string, escaped by [`dot_string`].
 
+use crate::escape::dot_string as escape;
 use crate::model::{Diagram, NodeKind};
 use std::fmt::Write;
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
-}
 
 /// Shape and fill of a node kind (shared palette with the SVG).
 pub(crate) fn style(kind: NodeKind) -> (&'static str, &'static str) {
@@ -27,8 +25,8 @@ pub fn render(diagrams: &[Diagram]) -> String {
     for d in diagrams {
         let _ = writeln!(
             out,
-            "  subgraph cluster_{} {{\n    label=\"{}\";",
-            d.id,
+            "  subgraph \"cluster_{}\" {{\n    label=\"{}\";",
+            escape(&d.id),
             escape(&d.title)
         );
         for n in &d.nodes {
@@ -41,12 +39,17 @@ pub fn render(diagrams: &[Diagram]) -> String {
                 .join("\\n");
             let _ = writeln!(
                 out,
-                "    {} [label=\"{label}\", shape={shape}, fillcolor=\"{fill}\"];",
-                n.id
+                "    \"{}\" [label=\"{label}\", shape={shape}, fillcolor=\"{fill}\"];",
+                escape(&n.id)
             );
         }
         for e in &d.edges {
-            let _ = writeln!(out, "    {} -> {};", d.nodes[e.from].id, d.nodes[e.to].id);
+            let _ = writeln!(
+                out,
+                "    \"{}\" -> \"{}\";",
+                escape(&d.nodes[e.from].id),
+                escape(&d.nodes[e.to].id)
+            );
         }
         out.push_str("  }\n");
     }

@@ -64,27 +64,32 @@ pub fn node_size(label: &[String], kind: NodeKind) -> (f64, f64) {
 
 /// Layers by longest path; single-successor operations are then pulled down next to their
 /// successor so each combination's two operations sit right above their sum.
+///
+/// O(nodes + edges): one topological pass (Kahn's algorithm, so edges in any order work) for
+/// the longest path, and the pull-down in the reverse of that order, when every successor of
+/// a node already has its final layer. A node on a cycle (never built here) keeps layer 0.
 fn layers(d: &Diagram) -> Vec<usize> {
     let n = d.nodes.len();
-    let mut layer = vec![0; n];
+    let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut indegree = vec![0usize; n];
     for e in &d.edges {
-        layer[e.to] = layer[e.to].max(layer[e.from] + 1);
+        succs[e.from].push(e.to);
+        indegree[e.to] += 1;
     }
-    // Edges go from lower to higher index, so one pass in index order is a topological pass;
-    // repeat in case a caller built edges out of order.
-    for _ in 0..n {
-        let mut changed = false;
-        for e in &d.edges {
-            if layer[e.to] <= layer[e.from] {
-                layer[e.to] = layer[e.from] + 1;
-                changed = true;
+    let mut layer = vec![0; n];
+    let mut topo: Vec<usize> = (0..n).filter(|&v| indegree[v] == 0).collect();
+    let mut next = 0;
+    while let Some(&v) = topo.get(next) {
+        next += 1;
+        for &w in &succs[v] {
+            layer[w] = layer[w].max(layer[v] + 1);
+            indegree[w] -= 1;
+            if indegree[w] == 0 {
+                topo.push(w);
             }
         }
-        if !changed {
-            break;
-        }
     }
-    for v in (0..n).rev() {
+    for &v in topo.iter().rev() {
         let pullable = !matches!(
             d.nodes[v].kind,
             NodeKind::Input
@@ -93,12 +98,7 @@ fn layers(d: &Diagram) -> Vec<usize> {
                 | NodeKind::Stage
                 | NodeKind::ReductionStage
         );
-        let succ = d
-            .edges
-            .iter()
-            .filter(|e| e.from == v)
-            .map(|e| layer[e.to])
-            .min();
+        let succ = succs[v].iter().map(|&w| layer[w]).min();
         if let (true, Some(s)) = (pullable, succ) {
             layer[v] = s - 1;
         }
@@ -305,36 +305,39 @@ fn layer_tops(slots: &[Slot], order: &[Vec<usize>]) -> Vec<f64> {
 }
 
 /// Ports spread over the middle 60% of a node's side, ordered by the other end's x.
+///
+/// Each chain is filed under its two end nodes once, so this is O(edges log edges).
 fn ports(slots: &[Slot], chains: &[Vec<usize>], real: usize) -> (Vec<f64>, Vec<f64>) {
     let mut out_x = vec![0.0; chains.len()];
     let mut in_x = vec![0.0; chains.len()];
-    for v in 0..real {
-        for outgoing in [true, false] {
-            let mut ends: Vec<(f64, usize)> = chains
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| {
-                    if outgoing {
-                        c[0] == v
-                    } else {
-                        c[c.len() - 1] == v
-                    }
-                })
-                .map(|(i, c)| (slots[if outgoing { c[1] } else { c[c.len() - 2] }].x, i))
-                .collect();
-            ends.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let k = ends.len() as f64;
-            for (j, (_, e)) in ends.iter().enumerate() {
-                let x = slots[v].x + ((j as f64 + 1.0) / (k + 1.0) - 0.5) * 0.6 * slots[v].w;
-                if outgoing {
-                    out_x[*e] = x;
-                } else {
-                    in_x[*e] = x;
-                }
-            }
+    // Per real node: (x of the next slot along the chain, chain index), in chain order.
+    let mut outgoing: Vec<Vec<(f64, usize)>> = vec![Vec::new(); real];
+    let mut incoming: Vec<Vec<(f64, usize)>> = vec![Vec::new(); real];
+    for (i, c) in chains.iter().enumerate() {
+        let (first, last) = (c[0], c[c.len() - 1]);
+        if first < real {
+            outgoing[first].push((slots[c[1]].x, i));
+        }
+        if last < real {
+            incoming[last].push((slots[c[c.len() - 2]].x, i));
         }
     }
+    for (v, ends) in outgoing.iter_mut().enumerate() {
+        spread(&slots[v], ends, &mut out_x);
+    }
+    for (v, ends) in incoming.iter_mut().enumerate() {
+        spread(&slots[v], ends, &mut in_x);
+    }
     (out_x, in_x)
+}
+
+/// Puts the ports of `ends` (sorted by the other end's x, stably) evenly along `slot`'s side.
+fn spread(slot: &Slot, ends: &mut [(f64, usize)], port_x: &mut [f64]) {
+    ends.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let k = ends.len() as f64;
+    for (j, &(_, e)) in ends.iter().enumerate() {
+        port_x[e] = slot.x + ((j as f64 + 1.0) / (k + 1.0) - 0.5) * 0.6 * slot.w;
+    }
 }
 
 /// Each edge: down its source's column to the band bottom, curves only in the gaps between

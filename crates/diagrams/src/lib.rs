@@ -6,10 +6,16 @@
 //! widths and sizes per stage), as plain text, JSON, Graphviz DOT, Mermaid or SVG. The SVG is
 //! laid out here (layered, no Graphviz needed).
 //!
+//! Names in the spec (cell scopes, the genotype name) come from files, so every format
+//! escapes them for itself (`escape`) and node ids are generated, never taken from names.
+//! What is drawn is capped ([`MAX_DRAWN_OPERATIONS`], [`MAX_DRAWN_CELLS`],
+//! [`MAX_DRAWN_NAME_CHARS`]); [`try_render`] refuses a spec beyond a cap with a [`DrawError`].
+//!
 //! Does not own: reading modules or extracting the spec (crate `nasnet-genotype`), running
 //! anything, or rasterising (use any SVG viewer or `rsvg-convert`).
 
 mod dot;
+mod escape;
 mod layout;
 mod mermaid;
 mod model;
@@ -17,7 +23,7 @@ mod svg;
 mod text;
 
 pub use model::{cell_diagram, overview_diagram, Diagram, Edge, Node, NodeKind};
-use nasnet_genotype::{CellKind, Genotype, NetworkSpec};
+use nasnet_genotype::{CellKind, CellSpec, Genotype, NetworkSpec};
 
 /// Output formats of [`render`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,7 +57,8 @@ impl std::str::FromStr for Format {
     }
 }
 
-/// The three diagrams of a network: normal cell, reduction cell, overview.
+/// The three diagrams of a network: normal cell, reduction cell, overview (not capped: call
+/// [`check`] first on a spec read from a file).
 pub fn diagrams(spec: &NetworkSpec) -> Vec<Diagram> {
     let name = spec.genotype.name.as_deref();
     vec![
@@ -61,8 +68,145 @@ pub fn diagrams(spec: &NetworkSpec) -> Vec<Diagram> {
     ]
 }
 
-/// Renders the normal cell, the reduction cell and the network overview in `format`.
+/// Operations per cell that are drawn or listed at most: 20 times a real NASNet-family cell
+/// (5 combinations, 10 operations). Layout time and output size grow with the square of a
+/// cell's operations (a long edge gets a slot in every layer it passes), so the cap keeps
+/// every drawing small and fast.
+pub const MAX_DRAWN_OPERATIONS: usize = 200;
+
+/// Cells of a network that are drawn or listed at most (AmoebaNet-A N18 has 22), and the
+/// longest list of reduction indices.
+pub const MAX_DRAWN_CELLS: usize = 1000;
+
+/// The longest cell scope or genotype name that is drawn, in characters (real ones are
+/// like `reduction_cell_1` and `amoeba_net_a`).
+pub const MAX_DRAWN_NAME_CHARS: usize = 256;
+
+/// Why a spec is not drawn: what is over which cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrawError {
+    message: String,
+}
+
+impl std::fmt::Display for DrawError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DrawError {}
+
+fn over_cap(what: String, cap: usize, cap_name: &str, usual: &str) -> DrawError {
+    DrawError {
+        message: format!(
+            "{what}, more than the {cap} that are drawn at most ({cap_name}; {usual}); \
+             this is not a NASNet-family network the tool can draw"
+        ),
+    }
+}
+
+/// Checks one cell kind against [`MAX_DRAWN_OPERATIONS`].
+pub fn check_cell(cell: &CellSpec, kind: CellKind) -> Result<(), DrawError> {
+    let n = cell.operations.len().max(cell.hiddenstate_indices.len());
+    if n > MAX_DRAWN_OPERATIONS || cell.used_hiddenstates.len() > MAX_DRAWN_OPERATIONS + 2 {
+        let which = if kind == CellKind::Normal { "normal" } else { "reduction" };
+        return Err(over_cap(
+            format!("the {which} cell has {n} operations"),
+            MAX_DRAWN_OPERATIONS,
+            "MAX_DRAWN_OPERATIONS",
+            "a real cell has 10",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a genotype's cells and name against the caps.
+pub fn check_genotype(genotype: &Genotype) -> Result<(), DrawError> {
+    check_cell(&genotype.normal, CellKind::Normal)?;
+    check_cell(&genotype.reduction, CellKind::Reduction)?;
+    if let Some(name) = &genotype.name {
+        check_name(name, "the genotype name")?;
+    }
+    Ok(())
+}
+
+fn check_name(name: &str, what: &str) -> Result<(), DrawError> {
+    let chars = name.chars().count();
+    if chars > MAX_DRAWN_NAME_CHARS {
+        return Err(over_cap(
+            format!("{what} has {chars} characters"),
+            MAX_DRAWN_NAME_CHARS,
+            "MAX_DRAWN_NAME_CHARS",
+            "real names are like reduction_cell_1",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks everything [`render`] draws against the caps, once, before anything is drawn.
+pub fn check(spec: &NetworkSpec) -> Result<(), DrawError> {
+    check_genotype(&spec.genotype)?;
+    let cells = spec.cells.len().max(spec.reduction_indices.len());
+    if cells > MAX_DRAWN_CELLS {
+        return Err(over_cap(
+            format!("the network has {cells} cells"),
+            MAX_DRAWN_CELLS,
+            "MAX_DRAWN_CELLS",
+            "AmoebaNet-A N18 has 22",
+        ));
+    }
+    for cell in &spec.cells {
+        check_name(&cell.scope, "a cell scope")?;
+    }
+    Ok(())
+}
+
+/// Renders the normal cell, the reduction cell and the network overview in `format`, or
+/// says which cap ([`check`]) the spec is over.
+pub fn try_render(spec: &NetworkSpec, format: Format) -> Result<String, DrawError> {
+    check(spec)?;
+    Ok(render_unchecked(spec, format))
+}
+
+/// Renders one cell kind of a genotype alone (stem cells are reduction cells), or says which
+/// cap ([`check_genotype`]) it is over.
+pub fn try_render_cell(
+    genotype: &Genotype,
+    kind: CellKind,
+    format: Format,
+) -> Result<String, DrawError> {
+    check_genotype(genotype)?;
+    Ok(render_cell_unchecked(genotype, kind, format))
+}
+
+/// [`try_render`] for callers that cannot handle an error: a spec over a cap comes out as a
+/// short note in the format's own comment or text syntax instead of a drawing (nothing of
+/// the spec is drawn then). Prefer [`try_render`].
 pub fn render(spec: &NetworkSpec, format: Format) -> String {
+    try_render(spec, format).unwrap_or_else(|e| refusal(&e, format))
+}
+
+/// [`try_render_cell`] with the same fallback as [`render`].
+pub fn render_cell(genotype: &Genotype, kind: CellKind, format: Format) -> String {
+    try_render_cell(genotype, kind, format).unwrap_or_else(|e| refusal(&e, format))
+}
+
+/// A well-formed document of `format` that says why nothing was drawn.
+fn refusal(error: &DrawError, format: Format) -> String {
+    let message = format!("not drawn: {error}");
+    match format {
+        Format::Text => format!("{}\n", escape::text_line(&message)),
+        Format::Json => serde_json::json!({ "error": message }).to_string(),
+        Format::Dot => format!("digraph nasnet {{\n  label=\"{}\";\n}}\n", escape::dot_string(&message)),
+        Format::Svg => format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"800\" height=\"40\"><text x=\"10\" y=\"25\">{}</text></svg>\n",
+            escape::xml(&message)
+        ),
+        Format::Mermaid => format!("flowchart TB\n  note[\"{}\"]\n", escape::mermaid_label(&message)),
+    }
+}
+
+fn render_unchecked(spec: &NetworkSpec, format: Format) -> String {
     let all = diagrams(spec);
     match format {
         Format::Text => text::network(spec),
@@ -73,8 +217,7 @@ pub fn render(spec: &NetworkSpec, format: Format) -> String {
     }
 }
 
-/// Renders one cell kind of a genotype alone (stem cells are reduction cells).
-pub fn render_cell(genotype: &Genotype, kind: CellKind, format: Format) -> String {
+fn render_cell_unchecked(genotype: &Genotype, kind: CellKind, format: Format) -> String {
     let (cell, name) = (genotype.cell(kind), genotype.name.as_deref());
     let d = cell_diagram(cell, kind, name);
     match format {

@@ -1,25 +1,25 @@
-//! Mermaid `flowchart TB`, one subgraph per diagram.
+//! Mermaid `flowchart TB`, one subgraph per diagram. Node and subgraph ids are generated
+//! (`d0`, `d0n3`), never taken from the model; every label is double-quoted and escaped by
+//! [`mermaid_label`].
 
+use crate::escape::mermaid_label as escape;
 use crate::model::{Diagram, NodeKind};
 use std::fmt::Write;
 
-/// Mermaid labels are quoted; quotes and angle brackets become entities.
-fn escape(s: &str) -> String {
-    s.replace('"', "#quot;")
-        .replace('<', "#lt;")
-        .replace('>', "#gt;")
+/// The Mermaid id of node `node` of diagram `diagram`.
+fn node_id(diagram: usize, node: usize) -> String {
+    format!("d{diagram}n{node}")
 }
 
 pub fn render(diagrams: &[Diagram]) -> String {
     let mut out = String::from("flowchart TB\n");
-    for d in diagrams {
+    for (k, d) in diagrams.iter().enumerate() {
         let _ = writeln!(
             out,
-            "  subgraph {}[\"{}\"]\n    direction TB",
-            d.id,
+            "  subgraph d{k}[\"{}\"]\n    direction TB",
             escape(&d.title)
         );
-        for n in &d.nodes {
+        for (i, n) in d.nodes.iter().enumerate() {
             let label = n
                 .label
                 .iter()
@@ -31,10 +31,10 @@ pub fn render(diagrams: &[Diagram]) -> String {
                 NodeKind::Input | NodeKind::Output => ("([", "])"),
                 _ => ("[", "]"),
             };
-            let _ = writeln!(out, "    {}{open}\"{label}\"{close}", n.id);
+            let _ = writeln!(out, "    {}{open}\"{label}\"{close}", node_id(k, i));
         }
         for e in &d.edges {
-            let _ = writeln!(out, "    {} --> {}", d.nodes[e.from].id, d.nodes[e.to].id);
+            let _ = writeln!(out, "    {} --> {}", node_id(k, e.from), node_id(k, e.to));
         }
         out.push_str("  end\n");
     }

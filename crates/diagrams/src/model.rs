@@ -26,7 +26,9 @@ pub enum NodeKind {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Node {
-    /// Unique within the whole rendering (prefixed by the diagram's id).
+    /// Unique within the whole rendering: the diagram's id, `_`, a fixed word and maybe a
+    /// number (`normal_op3`, `network_stage2`). Generated here, never taken from a name read
+    /// from a file, so every format can use it as an identifier as it is.
     pub id: String,
     /// Label lines.
     pub label: Vec<String>,
@@ -49,7 +51,7 @@ pub struct Diagram {
 }
 
 impl Diagram {
-    fn new(id: &str, title: String) -> Self {
+    fn new(id: &'static str, title: String) -> Self {
         Diagram {
             id: id.to_string(),
             title,
@@ -58,12 +60,20 @@ impl Diagram {
         }
     }
 
-    fn push(&mut self, name: &str, label: Vec<String>, kind: NodeKind) -> usize {
-        self.nodes.push(Node {
-            id: format!("{}_{name}", self.id),
-            label,
-            kind,
-        });
+    /// Adds a node whose id is `<diagram>_<word><number>`: only fixed words and numbers, so
+    /// ids are safe identifiers in DOT and Mermaid whatever the labels hold.
+    fn push(
+        &mut self,
+        word: &'static str,
+        number: Option<usize>,
+        label: Vec<String>,
+        kind: NodeKind,
+    ) -> usize {
+        let id = match number {
+            Some(n) => format!("{}_{word}{n}", self.id),
+            None => format!("{}_{word}", self.id),
+        };
+        self.nodes.push(Node { id, label, kind });
         self.nodes.len() - 1
     }
 
@@ -118,12 +128,14 @@ pub fn cell_diagram(cell: &CellSpec, kind: CellKind, name: Option<&str>) -> Diag
     let mut d = Diagram::new(id, cell_title(kind, name));
     let mut states = vec![
         d.push(
-            "h0",
+            "h",
+            Some(0),
             vec!["h0".into(), "previous cell".into()],
             NodeKind::Input,
         ),
         d.push(
-            "h1",
+            "h",
+            Some(1),
             vec!["h1".into(), "cell before".into()],
             NodeKind::Input,
         ),
@@ -135,14 +147,15 @@ pub fn cell_diagram(cell: &CellSpec, kind: CellKind, name: Option<&str>) -> Diag
             let input = cell.hiddenstate_indices.get(i).copied().unwrap_or(0);
             let stride = if strided && input < 2 { " /2" } else { "" };
             let label = vec![format!("{}{stride}", op.short_label())];
-            let node = d.push(&format!("op{i}"), label, op_kind(*op));
+            let node = d.push("op", Some(i), label, op_kind(*op));
             if let Some(&from) = states.get(input) {
                 d.link(from, node);
             }
             ops.push(node);
         }
         let add = d.push(
-            &format!("h{}", j + 2),
+            "h",
+            Some(j + 2),
             vec![format!("+ h{}", j + 2)],
             NodeKind::Add,
         );
@@ -155,6 +168,7 @@ pub fn cell_diagram(cell: &CellSpec, kind: CellKind, name: Option<&str>) -> Diag
     let list: Vec<String> = concat.iter().map(|j| format!("h{j}")).collect();
     let out = d.push(
         "out",
+        None,
         vec!["concat".into(), list.join(" ")],
         NodeKind::Output,
     );
@@ -186,24 +200,27 @@ pub fn overview_diagram(spec: &NetworkSpec) -> Diagram {
     let [h, w] = spec.image_size;
     let mut last = d.push(
         "image",
+        None,
         vec!["image".into(), format!("{h}x{w}x3")],
         NodeKind::Stage,
     );
     let stem_hw = spec.cells.first().map_or([0, 0], |c| c.input_hw);
     let stem = d.push(
         "stem",
+        None,
         vec!["stem conv 3x3 /2".into(), shape(stem_hw, spec.stem_filters)],
         NodeKind::Stage,
     );
     d.link(last, stem);
     last = stem;
-    for group in groups(&spec.cells) {
-        let node = stage_node(&mut d, group);
+    for (k, group) in groups(&spec.cells).into_iter().enumerate() {
+        let node = stage_node(&mut d, k, group);
         d.link(last, node);
         last = node;
     }
     let head = d.push(
         "pool",
+        None,
         vec![
             "ReLU, global avg pool".into(),
             format!("{} features", spec.num_features),
@@ -214,6 +231,7 @@ pub fn overview_diagram(spec: &NetworkSpec) -> Diagram {
     if let Some(classes) = spec.num_classes {
         let fc = d.push(
             "fc",
+            None,
             vec!["FC".into(), format!("{classes} logits")],
             NodeKind::Stage,
         );
@@ -239,7 +257,7 @@ fn groups(cells: &[CellLayout]) -> Vec<&[CellLayout]> {
     out
 }
 
-fn stage_node(d: &mut Diagram, group: &[CellLayout]) -> usize {
+fn stage_node(d: &mut Diagram, number: usize, group: &[CellLayout]) -> usize {
     let (first, last) = (&group[0], &group[group.len() - 1]);
     let out = shape(last.output_hw, last.output_channels);
     let (title, kind) = match (first.kind, group.len()) {
@@ -258,7 +276,8 @@ fn stage_node(d: &mut Diagram, group: &[CellLayout]) -> usize {
         ),
     };
     d.push(
-        &first.scope,
+        "stage",
+        Some(number),
         vec![title, format!("width {}, out {out}", first.filters)],
         kind,
     )

@@ -1,18 +1,12 @@
 //! Standalone SVG: each diagram laid out by `layout`, panels side by side.
 
 use crate::dot::style;
+use crate::escape::xml as escape;
 use crate::layout::{layout, Laid, Rect, CHAR_W, FONT_SIZE, LINE_H, MARGIN};
 use crate::model::{Diagram, NodeKind};
 use std::fmt::Write;
 
 const PANEL_GAP: f64 = 30.0;
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 pub fn render(diagrams: &[Diagram]) -> String {
     let laid: Vec<Laid> = diagrams.iter().map(layout).collect();

@@ -1,5 +1,7 @@
-//! Plain-text rendering: one equation per combination and a table of the network.
+//! Plain-text rendering: one equation per combination and a table of the network. Names from
+//! the spec pass through [`text_line`], so none can break a line or send terminal escapes.
 
+use crate::escape::text_line;
 use crate::model::{cell_title, display_name, shape};
 use nasnet_genotype::{CellKind, CellSpec, NetworkSpec};
 use std::fmt::Write;
@@ -8,7 +10,7 @@ use std::fmt::Write;
 pub fn cell(spec: &CellSpec, kind: CellKind, name: Option<&str>) -> String {
     let mut out = format!(
         "{}\n  h0 = previous cell, h1 = the cell before\n",
-        cell_title(kind, name)
+        text_line(&cell_title(kind, name))
     );
     let strided = kind != CellKind::Normal;
     for (j, pair) in spec.operations.chunks(2).enumerate() {
@@ -41,6 +43,7 @@ pub fn network(spec: &NetworkSpec) -> String {
     let name = spec.genotype.name.as_deref();
     let mut out = String::new();
     let title = name.map_or_else(|| "Unknown genotype".to_string(), display_name);
+    let title = text_line(&title);
     let _ = writeln!(
         out,
         "{title}: N={} normal cells, F={}, stem {} filters, image {}x{}",
@@ -65,7 +68,7 @@ pub fn network(spec: &NetworkSpec) -> String {
         let _ = writeln!(
             out,
             "{:<18} {:<9} {:>6} {:>6} {:<16} {:<16} {:?}",
-            c.scope,
+            text_line(&c.scope),
             kind,
             c.filters,
             c.stride,

@@ -80,7 +80,7 @@ fn svg_is_well_formed_and_labelled() {
 fn mermaid_is_a_flowchart() {
     let m = render(&n18_f448(), Format::Mermaid);
     assert!(m.starts_with("flowchart"));
-    assert!(m.contains("normal_h0") && m.contains("-->"));
+    assert!(m.contains("d0n0([\"h0<br/>previous cell\"])") && m.contains("d0n0 --> "));
     assert_eq!(m.matches("subgraph").count(), m.matches("\n  end").count());
 }
 
