@@ -17,6 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={}", root.display());
     let files: Vec<PathBuf> = PROTOS.iter().map(|p| root.join(p)).collect();
     let descriptors = protox::compile(&files, [&root])?;
+    // The schema at run time, for estimating what a decode will allocate before decoding.
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("descriptors.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
     // BTreeMap keeps signatures, collections and attributes in a stable order for reports.
     prost_build::Config::new()
         .btree_map(["."])
