@@ -6,9 +6,10 @@ pub enum GenotypeError {
     /// A genotype operation name outside the NASNet-space vocabulary.
     #[error("unknown operation name {0:?}")]
     UnknownOperation(String),
-    /// Genotype lists of the wrong length or with forward references.
-    #[error("invalid genotype: {0}")]
-    InvalidGenotype(String),
+    /// A field of a network description (or genotype) that the forward pass does not
+    /// support, or out of its cap; `field` is its JSON path (`cells[3].stride`).
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
     /// The variable names/shapes do not describe a NASNet-space network.
     #[error("variables: {scope}: {message}")]
     Variables { scope: String, message: String },

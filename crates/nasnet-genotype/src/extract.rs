@@ -1,7 +1,7 @@
 //! Putting the two sources together: the genotype and wiring come from the graph, widths and
 //! cell order from both, checked against each other. Where they disagree the graph wins and
 //! the disagreement is reported; where the result could not run (weights that do not fit the
-//! layout) it is an error.
+//! layout, or a description [`NetworkSpec::validate`] refuses) it is an error.
 
 use crate::error::GenotypeError;
 use crate::graph::{graph_facts, GraphBranch, GraphCell, GraphFacts, Source};
@@ -587,7 +587,7 @@ fn assemble(
             format!("weights take {features} features, but the last cell outputs {num_features}"),
         ));
     }
-    Ok(NetworkSpec {
+    let spec = NetworkSpec {
         genotype,
         filters,
         num_cells: count(&cells, CellKind::Normal),
@@ -602,5 +602,8 @@ fn assemble(
         input_scale: scaling.0,
         input_offset: scaling.1,
         cells,
-    })
+    };
+    // The one validation every description passes, here as it is built.
+    spec.validate()?;
+    Ok(spec)
 }

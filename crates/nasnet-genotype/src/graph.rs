@@ -6,6 +6,7 @@
 
 use crate::error::GenotypeError;
 use crate::spec::{CellKind, Operation, PrevAdjust};
+use crate::validate::limits::{MAX_CELLS, MAX_OPERATIONS_PER_CELL};
 use crate::variables::parse_cell_scope;
 use std::collections::{BTreeMap, HashMap};
 use tf_proto::tensorflow::attr_value::Value;
@@ -244,6 +245,16 @@ pub fn graph_facts(meta: &MetaGraphDef) -> Result<GraphFacts, GenotypeError> {
         .filter(|s| !s.contains('/') && parse_cell_scope(s).is_some())
         .collect();
     scopes.sort();
+    // Each cell is read with scans over the whole graph: cap the count before reading any.
+    if scopes.len() > MAX_CELLS {
+        return Err(GenotypeError::graph(
+            format!("{}/cell_output/concat", scopes[MAX_CELLS]),
+            format!(
+                "{} cells in the graph; a network has at most {MAX_CELLS} (the cap)",
+                scopes.len()
+            ),
+        ));
+    }
     let cells = scopes
         .iter()
         .map(|s| CellReader::new(&graph, s).read())
@@ -618,7 +629,20 @@ impl<'g, 'a> CellReader<'g, 'a> {
     /// The `comb_iter_i/combine` add nodes, in order.
     fn combines(&self) -> Result<Vec<String>, GenotypeError> {
         let mut out = Vec::new();
-        for i in 0.. {
+        // One more than the cap, to tell "at the cap" from "over it".
+        for i in 0..=MAX_OPERATIONS_PER_CELL / 2 {
+            if i == MAX_OPERATIONS_PER_CELL / 2 {
+                if self.nodes_under(&format!("comb_iter_{i}/combine")).is_empty() {
+                    break;
+                }
+                return Err(self.err(
+                    &format!("{}/comb_iter_{i}/combine", self.scope),
+                    format!(
+                        "a cell has at most {} combinations (the cap)",
+                        MAX_OPERATIONS_PER_CELL / 2
+                    ),
+                ));
+            }
             let adds: Vec<_> = self
                 .nodes_under(&format!("comb_iter_{i}/combine"))
                 .into_iter()
@@ -745,7 +769,16 @@ impl<'g, 'a> CellReader<'g, 'a> {
             }
             let mut current = input.clone();
             // A factorized reduction inside cell_output: walk back to the state it reduces.
-            while current.starts_with(&format!("{}/cell_output/", self.scope)) {
+            // The graph is untrusted and may loop: each step visits a new node or fails.
+            let inside = format!("{}/cell_output/", self.scope);
+            let mut visited = std::collections::HashSet::new();
+            while current.starts_with(&inside) {
+                if !visited.insert(current.clone()) {
+                    return Err(self.err(
+                        &current,
+                        format!("reached again walking back from {input}: the cell output's inputs form a loop"),
+                    ));
+                }
                 let n = self
                     .graph
                     .node(&current)
@@ -813,7 +846,10 @@ fn classify(
             .get(1)
             .and_then(|f| graph.variable_shape(f))
             .ok_or_else(|| err(format!("{name}: cannot find the filter's shape")))?;
-        let (kh, kw) = (filter[0], filter.get(1).copied().unwrap_or(0));
+        let (kh, kw) = match filter.as_slice() {
+            [kh, kw, ..] => (*kh, *kw),
+            _ => return Err(err(format!("{name}: filter of shape {filter:?}, not [kh, kw, ...]"))),
+        };
         if op == "DepthwiseConv2dNative" {
             check_same(name, &padding)?;
             if dilation != 1 {
@@ -883,5 +919,126 @@ fn check_same(node: &str, padding: &str) -> Result<(), GenotypeError> {
             node,
             format!("padding {padding:?}; cell operations use SAME"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tf_proto::tensorflow::GraphDef;
+
+    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
+        NodeDef {
+            name: name.to_string(),
+            op: op.to_string(),
+            input: inputs.iter().map(|i| i.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn graph(nodes: Vec<NodeDef>) -> MetaGraphDef {
+        MetaGraphDef {
+            graph_def: Some(GraphDef {
+                node: nodes,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A cell `cell_0` with h0 from the stem and one identity combination of h0 with
+    /// itself, whose output concat reads `concat_inputs`; plus `extra` nodes.
+    fn one_cell(concat_inputs: &[&str], extra: Vec<NodeDef>) -> MetaGraphDef {
+        let h0 = "cell_0/beginning_bn/FusedBatchNorm";
+        let mut nodes = vec![
+            node("stem/conv0_bn/FusedBatchNorm", "FusedBatchNorm", &[]),
+            node(h0, "FusedBatchNorm", &["stem/conv0_bn/FusedBatchNorm"]),
+            node("cell_0/comb_iter_0/combine/add", "Add", &[h0, h0]),
+            node("cell_0/cell_output/concat", "ConcatV2", concat_inputs),
+        ];
+        nodes.extend(extra);
+        graph(nodes)
+    }
+
+    #[test]
+    fn cell_output_nodes_that_read_each_other_are_an_error_not_a_hang() {
+        let meta = one_cell(
+            &["cell_0/cell_output/a"],
+            vec![
+                node("cell_0/cell_output/a", "Identity", &["cell_0/cell_output/b"]),
+                node("cell_0/cell_output/b", "Identity", &["cell_0/cell_output/a"]),
+            ],
+        );
+        let err = graph_facts(&meta).unwrap_err().to_string();
+        assert!(
+            err.contains("graph: cell_0/cell_output/a") && err.contains("loop"),
+            "{err}"
+        );
+        // A node that reads itself.
+        let meta = one_cell(
+            &["cell_0/cell_output/self"],
+            vec![node("cell_0/cell_output/self", "Identity", &["cell_0/cell_output/self"])],
+        );
+        let err = graph_facts(&meta).unwrap_err().to_string();
+        assert!(err.contains("cell_0/cell_output/self") && err.contains("loop"), "{err}");
+    }
+
+    #[test]
+    fn a_cell_output_chain_that_ends_in_a_state_is_followed() {
+        let meta = one_cell(
+            &["cell_0/cell_output/a"],
+            vec![node(
+                "cell_0/cell_output/a",
+                "Identity",
+                &["cell_0/comb_iter_0/combine/add"],
+            )],
+        );
+        let graph = Graph::new(&meta).unwrap();
+        let mut reader = CellReader::new(&graph, "cell_0");
+        reader.states.insert("cell_0/comb_iter_0/combine/add".into(), 2);
+        assert_eq!(reader.concat().unwrap().0, vec![2]);
+    }
+
+    #[test]
+    fn more_combinations_than_the_cap_are_refused() {
+        let h0 = "cell_0/beginning_bn/FusedBatchNorm";
+        let adds: Vec<NodeDef> = (1..=MAX_OPERATIONS_PER_CELL / 2)
+            .map(|i| node(&format!("cell_0/comb_iter_{i}/combine/add"), "Add", &[h0, h0]))
+            .collect();
+        let meta = one_cell(&[h0], adds);
+        let err = graph_facts(&meta).unwrap_err().to_string();
+        assert!(
+            err.contains("cell_0/comb_iter_16/combine") && err.contains("at most 16 combinations (the cap)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn more_cells_than_the_cap_are_refused_before_any_is_read() {
+        let nodes = (0..=MAX_CELLS)
+            .map(|i| node(&format!("cell_{i}/cell_output/concat"), "ConcatV2", &[]))
+            .collect();
+        let err = graph_facts(&graph(nodes)).unwrap_err().to_string();
+        assert!(err.contains("257 cells") && err.contains("at most 256 (the cap)"), "{err}");
+    }
+
+    #[test]
+    fn a_filter_without_two_dimensions_is_an_error_not_a_panic() {
+        let conv = node("b/Conv2D", "Conv2D", &["x", "w"]);
+        let mut var = node("w", "VariableV2", &[]);
+        var.attr.insert(
+            "shape".into(),
+            AttrValue {
+                value: Some(Value::Shape(Default::default())),
+            },
+        );
+        let meta = graph(vec![
+            node("cell_0/cell_output/concat", "ConcatV2", &[]),
+            conv.clone(),
+            var,
+        ]);
+        let graph = Graph::new(&meta).unwrap();
+        let err = classify(&graph, "b", &[("b/Conv2D", &conv)]).unwrap_err().to_string();
+        assert!(err.contains("b/Conv2D: filter of shape []"), "{err}");
     }
 }

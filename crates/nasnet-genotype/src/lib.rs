@@ -3,7 +3,8 @@
 //! Owns: [`Genotype`], [`CellSpec`], [`Operation`], [`NetworkSpec`], [`CellLayout`]; their
 //! extraction from a module's checkpoint variable names and inference graph ([`extract`]), or
 //! from variables plus a known genotype ([`from_variables`]); recognition of the published
-//! genotypes ([`recognize`]); JSON ([`NetworkSpec::to_json`]).
+//! genotypes ([`recognize`]); JSON ([`NetworkSpec::to_json`]); the one validation every
+//! description passes ([`NetworkSpec::validate`], caps in [`limits`]).
 //!
 //! Does not own: reading files (crates `hub-module`, `tensor-bundle` hand over the decoded
 //! MetaGraphDef and the variable names/shapes), drawing (crate `diagrams`) or arithmetic
@@ -16,9 +17,11 @@ mod known;
 pub mod layout;
 mod opnames;
 mod spec;
+mod validate;
 pub mod variables;
 
 pub use error::GenotypeError;
 pub use extract::{extract, from_variables, Assumptions, Extraction};
 pub use known::{known_genotype, known_names, recognize};
 pub use spec::*;
+pub use validate::limits;

@@ -162,36 +162,9 @@ impl CellSpec {
             .collect()
     }
 
-    /// Checks the list lengths and that every operation reads an earlier state.
+    /// Checks the cell alone (see [`CellSpec::validate_at`]); messages name fields under `cell`.
     pub fn validate(&self) -> Result<(), GenotypeError> {
-        let n = self.operations.len();
-        let bad = |what: String| Err(GenotypeError::InvalidGenotype(what));
-        if n == 0 || !n.is_multiple_of(2) || self.hiddenstate_indices.len() != n {
-            return bad(format!(
-                "{} operations and {} hidden-state indices; need the same even number",
-                n,
-                self.hiddenstate_indices.len()
-            ));
-        }
-        if self.used_hiddenstates.len() != n / 2 + 2 {
-            return bad(format!(
-                "{} used_hiddenstates flags for {} states",
-                self.used_hiddenstates.len(),
-                n / 2 + 2
-            ));
-        }
-        for (i, &h) in self.hiddenstate_indices.iter().enumerate() {
-            if h >= 2 + i / 2 {
-                return bad(format!(
-                    "operation {i} reads h{h}, which is not computed before combination {}",
-                    i / 2
-                ));
-            }
-        }
-        if self.used_hiddenstates.iter().all(|&u| u != 0) {
-            return bad("no state is concatenated into the output".to_string());
-        }
-        Ok(())
+        self.validate_at("cell")
     }
 }
 
@@ -212,11 +185,11 @@ impl NetworkSpec {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Parses [`NetworkSpec::to_json`]'s output and checks the genotype.
+    /// Parses [`NetworkSpec::to_json`]'s output and validates it completely
+    /// ([`NetworkSpec::validate`]): a description read from a file is untrusted.
     pub fn from_json(json: &str) -> Result<NetworkSpec, GenotypeError> {
         let spec: NetworkSpec = serde_json::from_str(json)?;
-        spec.genotype.normal.validate()?;
-        spec.genotype.reduction.validate()?;
+        spec.validate()?;
         Ok(spec)
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::error::GenotypeError;
 use crate::spec::{CellKind, PrevAdjust};
+use crate::validate::limits::MAX_OPERATIONS_PER_CELL;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What one `comb_iter_i/{left,right}` scope's variables reveal about its operation.
@@ -252,6 +253,16 @@ fn branch_ops(
                 ))
             }
         };
+        // The index comes from a name: cap it before it sizes anything.
+        if iter >= MAX_OPERATIONS_PER_CELL / 2 {
+            return Err(GenotypeError::vars(
+                *name,
+                format!(
+                    "comb_iter_{iter}: a cell has at most {} combinations (the cap)",
+                    MAX_OPERATIONS_PER_CELL / 2
+                ),
+            ));
+        }
         combinations = combinations.max(iter + 1);
         if let Some(sub) = parts.get(3) {
             subs.entry(2 * iter + side).or_default().insert(sub);
@@ -329,4 +340,29 @@ fn square(s: &str) -> Option<usize> {
     let (a, b) = s.split_once('x')?;
     let k = a.parse().ok()?;
     (b.parse::<usize>().ok()? == k).then_some(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_combination_index_beyond_the_cap_is_refused_before_it_sizes_anything() {
+        let vars = |iter: &str| {
+            vec![
+                ("stem/conv0/weights".to_string(), vec![3, 3, 3, 8]),
+                ("cell_0/1x1/weights".to_string(), vec![1, 1, 8, 8]),
+                (format!("cell_0/comb_iter_{iter}/left/1x1/weights"), vec![1, 1, 8, 8]),
+            ]
+        };
+        for iter in ["16", "99999999999", &usize::MAX.to_string()] {
+            let err = VariableFacts::from_variables(&vars(iter)).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("comb_iter_{iter}")) && err.contains("at most 16 combinations (the cap)"),
+                "{err}"
+            );
+        }
+        let facts = VariableFacts::from_variables(&vars("15")).unwrap();
+        assert_eq!(facts.cells[0].branches.len(), 32);
+    }
 }
