@@ -12,11 +12,11 @@ pub struct Args {
     /// Golden outputs made by TensorFlow (`cargo xtask golden`).
     #[arg(long)]
     golden: PathBuf,
-    /// Absolute tolerance, scaled by max(1, max |golden|) per tensor.
-    #[arg(long, default_value_t = 1e-4)]
+    /// Absolute tolerance, scaled by max(1, max |golden|) per tensor (finite, >= 0).
+    #[arg(long, default_value_t = 1e-4, value_parser = verify::parse_tolerance)]
     atol: f32,
-    /// Relative tolerance per element.
-    #[arg(long, default_value_t = 0.0)]
+    /// Relative tolerance per element (finite, >= 0).
+    #[arg(long, default_value_t = 0.0, value_parser = verify::parse_tolerance)]
     rtol: f32,
     /// Print the report as JSON.
     #[arg(long)]
@@ -24,15 +24,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let golden = Golden::open(&args.golden)?;
-    let model = Model::open(&args.model)?;
-    golden.check_against(&model.spec)?;
-    let network = model.network()?;
     let options = Options {
         atol: args.atol,
         rtol: args.rtol,
         ..Options::default()
     };
+    // Everything that can be refused is refused before the (slow) model load.
+    options.check()?;
+    let golden = Golden::open(&args.golden)?;
+    let model = Model::open(&args.model)?;
+    golden.check_against(&model.spec)?;
+    let network = model.network()?;
     let report = verify::verify(&network, &golden, options)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
