@@ -16,7 +16,12 @@ pub enum Padding {
 /// `before = total/2`, the extra pixel at the bottom/right.
 /// VALID: `out = ceil((in-k+1)/s)` (0 if `k > in`), no padding.
 ///
-/// Panics if `kernel` or `stride` is 0.
+/// Callers pass sizes that a validated network description implies (kernels 1..=7,
+/// strides 1 or 2; `nasnet_genotype::NetworkSpec::validate`); the arithmetic saturates
+/// rather than overflowing for any other size, so a huge kernel gives a huge padding, not
+/// a wrapped one.
+///
+/// Panics if `kernel` or `stride` is 0 (no TF op has either).
 pub fn output_size(
     input: usize,
     kernel: usize,
@@ -30,7 +35,9 @@ pub fn output_size(
     match padding {
         Padding::Same => {
             let out = input.div_ceil(stride);
-            let total = ((out.max(1) - 1) * stride + kernel).saturating_sub(input);
+            let total = ((out.max(1) - 1).saturating_mul(stride))
+                .saturating_add(kernel)
+                .saturating_sub(input);
             (out, total / 2, total - total / 2)
         }
         Padding::Valid => {
@@ -76,6 +83,15 @@ mod tests {
         assert_eq!(output_size(331, 3, 2, Padding::Valid), (165, 0, 0));
         assert_eq!(output_size(21, 5, 3, Padding::Valid), (6, 0, 0));
         assert_eq!(output_size(2, 3, 1, Padding::Valid), (0, 0, 0));
+    }
+
+    #[test]
+    fn huge_kernels_saturate_instead_of_overflowing() {
+        // (5 - 1) * 1 + usize::MAX overflows; saturated, the padding is (nearly) everything.
+        let (out, before, after) = output_size(5, usize::MAX, 1, Padding::Same);
+        assert_eq!(out, 5);
+        assert_eq!((before, after), ((usize::MAX - 5) / 2, (usize::MAX - 5) / 2));
+        assert_eq!(output_size(5, usize::MAX, 1, Padding::Valid), (0, 0, 0));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! One cell: its hidden states, the ten operations and the output concat.
+//! One cell: its hidden states, its operations (two per combination; ten in every published
+//! cell, as many as the validated description says) and the output concat.
 
 use crate::layers::{ConvBn, Loader, Write};
 use crate::ops::{load_op, OpLayer, StateShape};
@@ -61,7 +62,7 @@ pub(crate) struct CellLayer {
     begin: ConvBn,
     prev: PrevLayer,
     ops: Vec<OpLayer>,
-    /// Shapes (h, w, c) of the states h0..h6.
+    /// Shapes (h, w, c) of the states h0, h1 and one per combination.
     shapes: Vec<StateShape>,
     /// The concatenated states in order, each with what makes it match the last state.
     concat: Vec<(usize, Option<ConcatAdjust>)>,
@@ -98,24 +99,28 @@ impl CellLayer {
         )?;
         let (prev, h1_shape) = load_prev(loader, layout, prev_shape, prev_parts)?;
         let mut states: Vec<StateShape> = vec![[ih, iw, br], h1_shape];
-        let mut ops = Vec::with_capacity(10);
-        for i in 0..5 {
+        let combinations = spec.num_combinations();
+        let mut ops = Vec::with_capacity(2 * combinations);
+        for i in 0..combinations {
             let mut shapes = [[0; 3]; 2];
             for (side, name) in ["left", "right"].iter().enumerate() {
                 let j = 2 * i + side;
-                let input_index = spec.hiddenstate_indices[j];
-                let input = *states.get(input_index).ok_or_else(|| {
-                    ForwardError::Unsupported(format!("{scope}: operation {j} reads state h{input_index}, which does not exist yet"))
+                let (input_index, op) = spec
+                    .hiddenstate_indices
+                    .get(j)
+                    .zip(spec.operations.get(j))
+                    .ok_or_else(|| loader.unsupported(format!("{scope}: operation {j} is missing")))?;
+                let input = *states.get(*input_index).ok_or_else(|| {
+                    loader.unsupported(format!("{scope}: operation {j} reads state h{input_index}, which does not exist yet"))
                 })?;
-                let stride = if input_index < 2 { layout.stride } else { 1 };
+                let stride = if *input_index < 2 { layout.stride } else { 1 };
                 let op_scope = format!("{scope}/comb_iter_{i}/{name}");
-                let (op, shape) =
-                    load_op(loader, &op_scope, spec.operations[j], input, stride, br)?;
+                let (op, shape) = load_op(loader, &op_scope, *op, input, stride, br)?;
                 ops.push(op);
                 shapes[side] = shape;
             }
             if shapes[0] != shapes[1] {
-                return Err(ForwardError::Unsupported(format!(
+                return Err(loader.unsupported(format!(
                     "{scope}/comb_iter_{i}: left gives {:?} but right gives {:?}; they cannot be added",
                     shapes[0], shapes[1]
                 )));
@@ -151,7 +156,7 @@ impl CellLayer {
         let h1 = self.prev_state(net, prev);
         let n = net.shape()[0];
         let mut states: Vec<Tensor> = vec![h0, h1];
-        for i in 0..5 {
+        for i in 0..self.ops.len() / 2 {
             let [h, w, c] = self.shapes[2 + i];
             let mut sum = Tensor::for_overwrite([n, h, w, c]);
             // The branch ending in a GEMM goes second and adds onto the first.
@@ -249,7 +254,8 @@ fn load_prev(
         }
         PrevAdjust::FactorizedReduction => {
             let (p1, p2) = load_factorized_reduction(loader, scope, pc, br)?;
-            let (p1, p2) = (p1.split_input(parts)?, p2.split_input(parts)?);
+            let split = |p: ConvBn| p.split_input(parts).map_err(|e| loader.unsupported(e));
+            let (p1, p2) = (split(p1)?, split(p2)?);
             let shape = [prev_shape[0].div_ceil(2), prev_shape[1].div_ceil(2), br];
             Ok((PrevLayer::FactorizedReduction(p1, p2), shape))
         }
@@ -266,7 +272,7 @@ fn load_factorized_reduction(
     out: usize,
 ) -> Result<(ConvBn, ConvBn), ForwardError> {
     if !out.is_multiple_of(2) {
-        return Err(ForwardError::Unsupported(format!(
+        return Err(loader.unsupported(format!(
             "{scope}: a factorized reduction to {out} channels (odd) cannot split evenly into its two paths"
         )));
     }
@@ -294,7 +300,7 @@ fn concat_states(
         let adjust_scope = format!("{scope}/cell_output/reduction_{j}");
         let adjust = if [h, w] != [last[0], last[1]] {
             if [h.div_ceil(2), w.div_ceil(2)] != [last[0], last[1]] {
-                return Err(ForwardError::Unsupported(format!(
+                return Err(loader.unsupported(format!(
                     "{scope}: state h{j} {:?} cannot be reduced to {:?} for the concat",
                     states[j], last
                 )));
@@ -318,7 +324,7 @@ fn concat_states(
     }
     let channels = last[2] * concat.len();
     if [last[0], last[1]] != layout.output_hw || channels != layout.output_channels {
-        return Err(ForwardError::Unsupported(format!(
+        return Err(loader.unsupported(format!(
             "{scope}: the cell computes {}x{}x{channels} but the network description says {:?}x{}",
             last[0], last[1], layout.output_hw, layout.output_channels
         )));

@@ -33,13 +33,27 @@ pub enum ForwardError {
         problem: String,
     },
 
-    #[error("input images have shape {found:?}; the network takes [N, {h}, {w}, 3] with N >= 1")]
+    /// Images of another shape than the network's; `model` names the network's file (the
+    /// caller knows the images' file and should name it too).
+    #[error("input images have shape {found:?}; the network of {model} takes [N, {h}, {w}, 3] with N >= 1")]
     InputShape {
+        model: String,
         found: Vec<usize>,
         h: usize,
         w: usize,
     },
 
-    #[error("unsupported architecture: {0}")]
-    Unsupported(String),
+    /// The network description (from `source_name`) fails [`nasnet_genotype::NetworkSpec::validate`].
+    #[error("{source_name}: invalid network description: {source}")]
+    InvalidSpec {
+        source_name: String,
+        source: nasnet_genotype::GenotypeError,
+    },
+
+    /// A description and weights (from `source_name`) that the forward pass cannot run.
+    #[error("{source_name}: unsupported architecture: {problem}")]
+    Unsupported {
+        source_name: String,
+        problem: String,
+    },
 }

@@ -32,8 +32,12 @@ pub(crate) struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    pub fn has(&self, name: &str) -> bool {
-        self.src.shape(name).is_some()
+    /// An [`ForwardError::Unsupported`] naming the weights' file.
+    pub fn unsupported(&self, problem: impl Into<String>) -> ForwardError {
+        ForwardError::Unsupported {
+            source_name: self.src.source_name(),
+            problem: problem.into(),
+        }
     }
 
     /// The values of `name`, whose shape must match `expected` where it is `Some`.
@@ -114,7 +118,7 @@ impl Loader<'_> {
         parts: usize,
     ) -> Result<ConvBn, ForwardError> {
         let conv = self.conv_bn(weights, bn, 1, 1, cin, cout)?;
-        conv.split_input(parts)
+        conv.split_input(parts).map_err(|problem| self.unsupported(problem))
     }
 
     /// Like [`Self::conv_bn`], for a conv whose outputs are channels `range` of a batch norm
@@ -162,18 +166,19 @@ pub(crate) enum Write {
 }
 
 impl ConvBn {
-    /// The same 1x1 convolution reading its input in `parts` equal channel parts.
-    pub fn split_input(self, parts: usize) -> Result<ConvBn, ForwardError> {
+    /// The same 1x1 convolution reading its input in `parts` equal channel parts; `Err`
+    /// says why it cannot.
+    pub fn split_input(self, parts: usize) -> Result<ConvBn, String> {
         let whole = &self.w[0];
         let (cin, cout) = (whole.k(), whole.n());
         if parts <= 1 {
             return Ok(self);
         }
         if self.kh != 1 || self.kw != 1 || self.w.len() != 1 || cin % parts != 0 {
-            return Err(ForwardError::Unsupported(format!(
+            return Err(format!(
                 "a {}x{} convolution over {cin} channels cannot read {parts} equal parts",
                 self.kh, self.kw
-            )));
+            ));
         }
         let rows = whole.to_row_major();
         let part = cin / parts;

@@ -43,7 +43,10 @@ mod test_support {
             None
         }
         fn values(&self, name: &str) -> Result<Vec<f32>, ForwardError> {
-            Err(ForwardError::Unsupported(format!("no {name}")))
+            Err(ForwardError::Weights {
+                source_name: self.source_name(),
+                problem: format!("no {name}"),
+            })
         }
     }
 }

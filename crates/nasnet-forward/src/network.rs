@@ -59,11 +59,29 @@ pub struct Network {
     /// calls need them (one per thread of the largest calling pool so far). They persist so
     /// that their threads' activation buffer pools do too ([`Network::release_buffers`]).
     image_workers: Mutex<Vec<Arc<rayon::ThreadPool>>>,
+    /// The weights' file, for messages.
+    source_name: String,
+    /// Most images one pass runs at once (see [`Network::forward`]).
+    images_per_pass: usize,
 }
 
+/// Most bytes of activations a pass over several images holds at once: a larger batch is
+/// run in consecutive parts (one image is bounded by the description's validation).
+const BATCH_ACTIVATION_BYTES: u64 = 4 << 30;
+
 impl Network {
-    /// Loads every weight the spec needs from `weights`, folding batch norms.
+    /// Validates the description ([`NetworkSpec::validate`]; its fields are public, so it
+    /// may not come from `from_json` or extraction), then loads every weight it needs from
+    /// `weights`, folding batch norms.
     pub fn load(spec: &NetworkSpec, weights: &dyn WeightSource) -> Result<Network, ForwardError> {
+        let source_name = weights.source_name();
+        spec.validate().map_err(|source| ForwardError::InvalidSpec {
+            source_name: source_name.clone(),
+            source,
+        })?;
+        let per_image = spec.activation_elements_per_image().unwrap_or(u64::MAX);
+        let images_per_pass = (BATCH_ACTIVATION_BYTES / per_image.saturating_mul(4).max(1))
+            .clamp(1, usize::MAX as u64) as usize;
         let loader = Loader {
             src: weights,
             eps: spec.batch_norm_epsilon,
@@ -77,7 +95,7 @@ impl Network {
             Some(spec.stem_filters),
         )?;
         let cells = load_cells(&loader, spec)?;
-        check_features(spec, &cells)?;
+        check_features(&loader, spec, &cells)?;
         let fc = match spec.num_classes {
             Some(classes) => Some(load_dense(&loader, spec.num_features, classes)?),
             None => None,
@@ -88,7 +106,16 @@ impl Network {
             cells,
             fc,
             image_workers: Mutex::new(Vec::new()),
+            source_name,
+            images_per_pass,
         })
+    }
+
+    fn unsupported(&self, problem: impl Into<String>) -> ForwardError {
+        ForwardError::Unsupported {
+            source_name: self.source_name.clone(),
+            problem: problem.into(),
+        }
     }
 
     pub fn spec(&self) -> &NetworkSpec {
@@ -110,18 +137,40 @@ impl Network {
         let threads = rayon::current_num_threads();
         let parallel = if threads > 1 { n - n % threads } else { 0 };
         if parallel == 0 {
-            return self.run(images, None);
+            return self.run_in_parts(images, 0..n);
         }
         let Some(workers) = self.image_workers(threads) else {
             // No worker threads to be had: the whole batch with the caller's pool.
-            return self.run(images, None);
+            return self.run_in_parts(images, 0..n);
         };
         let mut outputs = self.forward_image_parallel(images, parallel, &workers)?;
         if parallel < n {
-            let rest = images.batch_range(parallel..n);
-            outputs.push(self.run(&rest, None)?);
+            outputs.push(self.run_in_parts(images, parallel..n)?);
         }
         Ok(Outputs::concat(outputs))
+    }
+
+    /// Images `range` with all threads in every kernel, at most `images_per_pass` at a time
+    /// so that a large batch's activations stay bounded (the results do not depend on the
+    /// grouping: every image is computed alone, whatever the batch).
+    fn run_in_parts(
+        &self,
+        images: &Tensor,
+        range: std::ops::Range<usize>,
+    ) -> Result<Outputs, ForwardError> {
+        if range == (0..images.shape[0]) && range.len() <= self.images_per_pass {
+            return self.run(images, None);
+        }
+        let step = self.images_per_pass.max(1);
+        let parts = range
+            .clone()
+            .step_by(step)
+            .map(|start| {
+                let part = images.batch_range(start..(start + step).min(range.end));
+                self.run(&part, None)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Outputs::concat(parts))
     }
 
     /// `threads` single-threaded pools, made now if there are fewer; `None` if the system
@@ -184,9 +233,7 @@ impl Network {
         results
             .into_iter()
             .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(ForwardError::Unsupported("a worker thread stopped".into()))
-                })
+                r.unwrap_or_else(|| Err(self.unsupported("a worker thread stopped")))
             })
             .collect()
     }
@@ -217,7 +264,7 @@ impl Network {
                 .get(layout.input)
                 .and_then(Option::as_ref)
                 .ok_or_else(|| {
-                    ForwardError::Unsupported(format!(
+                    self.unsupported(format!(
                         "{}: input is not one of the last two outputs",
                         layout.scope
                     ))
@@ -236,9 +283,7 @@ impl Network {
         }
         match outputs.pop().flatten() {
             Some(last) => Ok(self.final_layer(&last)),
-            None => Err(ForwardError::Unsupported(
-                "the network has no output".to_string(),
-            )),
+            None => Err(self.unsupported("the network has no output")),
         }
     }
 
@@ -247,6 +292,7 @@ impl Network {
         let [n, ih, iw, c] = images.shape;
         if n == 0 || ih != h || iw != w || c != 3 {
             return Err(ForwardError::InputShape {
+                model: self.source_name.clone(),
                 found: images.shape.to_vec(),
                 h,
                 w,
@@ -332,14 +378,14 @@ fn load_cells(loader: &Loader, spec: &NetworkSpec) -> Result<Vec<CellLayer>, For
             || too_old(layout.input)
             || layout.prev.is_some_and(too_old)
         {
-            return Err(ForwardError::Unsupported(format!(
+            return Err(loader.unsupported(format!(
                 "{}: the network description's input {:?} does not follow the cells before it ({:?})",
                 layout.scope, expected, input_shape
             )));
         }
         // Strides divide spatial sizes; the description comes from a file and may say 0.
         if layout.stride == 0 {
-            return Err(ForwardError::Unsupported(format!(
+            return Err(loader.unsupported(format!(
                 "{}: the network description gives the cell stride 0",
                 layout.scope
             )));
@@ -374,12 +420,16 @@ fn load_cells(loader: &Loader, spec: &NetworkSpec) -> Result<Vec<CellLayer>, For
 
 /// The feature vector is the last cell's channels; a description that says otherwise (or has
 /// no cells) is refused here rather than failing inside a kernel.
-fn check_features(spec: &NetworkSpec, cells: &[CellLayer]) -> Result<(), ForwardError> {
-    let last = cells.last().ok_or_else(|| {
-        ForwardError::Unsupported("the network description has no cells".to_string())
-    })?;
+fn check_features(
+    loader: &Loader,
+    spec: &NetworkSpec,
+    cells: &[CellLayer],
+) -> Result<(), ForwardError> {
+    let last = cells
+        .last()
+        .ok_or_else(|| loader.unsupported("the network description has no cells"))?;
     if last.layout.output_channels != spec.num_features {
-        return Err(ForwardError::Unsupported(format!(
+        return Err(loader.unsupported(format!(
             "the network description says {} features but its last cell {} gives {}",
             spec.num_features, last.layout.scope, last.layout.output_channels
         )));

@@ -103,9 +103,9 @@ pub(crate) fn load_op(
             dilation: 1,
         } => load_bottleneck_conv(loader, scope, kernel, c, br, stride)?,
         Operation::Conv { kernel, dilation } => {
-            return Err(ForwardError::Unsupported(format!(
-            "{scope}: dilated {kernel}x{kernel} convolution (rate {dilation}) is not implemented"
-        )))
+            return Err(loader.unsupported(format!(
+                "{scope}: dilated {kernel}x{kernel} convolution (rate {dilation}) is not implemented"
+            )))
         }
     };
     Ok((layer, out_shape))
@@ -121,7 +121,7 @@ fn load_separable(
     stride: usize,
 ) -> Result<OpLayer, ForwardError> {
     if repeats == 0 {
-        return Err(ForwardError::Unsupported(format!(
+        return Err(loader.unsupported(format!(
             "{scope}: separable_{k}x{k}_0 has no layers to run"
         )));
     }
@@ -145,10 +145,27 @@ fn load_separable(
 }
 
 /// The `pre_1x1`/`pre_bn` of a bottleneck op; absent when the reduced width would be < 1.
-fn bottleneck_pre(loader: &Loader, scope: &str, c: usize) -> Result<Option<ConvBn>, ForwardError> {
+/// Its width comes from the weights, not the description, so it is checked here: at most
+/// the cell's width `br` (the official bottleneck is br/4 or 3br/8), which keeps the
+/// activations within what the description's validation bounded.
+fn bottleneck_pre(
+    loader: &Loader,
+    scope: &str,
+    c: usize,
+    br: usize,
+) -> Result<Option<ConvBn>, ForwardError> {
     let weights = format!("{scope}/pre_1x1/weights");
-    if !loader.has(&weights) {
+    let Some(shape) = loader.src.shape(&weights) else {
         return Ok(None);
+    };
+    let width = shape.get(3).copied().unwrap_or(0);
+    if shape.len() != 4 || width == 0 || width > br {
+        return Err(ForwardError::Weights {
+            source_name: loader.src.source_name(),
+            problem: format!(
+                "variable {weights} has shape {shape:?}; a bottleneck's pre_1x1 is [1, 1, {c}, W] with 1 <= W <= {br} (the cell's width)"
+            ),
+        });
     }
     Ok(Some(loader.conv_bn(
         &weights,
@@ -156,7 +173,7 @@ fn bottleneck_pre(loader: &Loader, scope: &str, c: usize) -> Result<Option<ConvB
         1,
         1,
         c,
-        None,
+        Some(width),
     )?))
 }
 
@@ -188,7 +205,7 @@ fn load_factorized(
     br: usize,
     stride: usize,
 ) -> Result<OpLayer, ForwardError> {
-    let pre = bottleneck_pre(loader, scope, c)?;
+    let pre = bottleneck_pre(loader, scope, c, br)?;
     let mid = pre.as_ref().map_or(c, |p| p.cout);
     let row = loader.conv_bn(
         &format!("{scope}/1x{k}/weights"),
@@ -225,7 +242,7 @@ fn load_bottleneck_conv(
     br: usize,
     stride: usize,
 ) -> Result<OpLayer, ForwardError> {
-    let pre = bottleneck_pre(loader, scope, c)?;
+    let pre = bottleneck_pre(loader, scope, c, br)?;
     let mid = pre.as_ref().map_or(c, |p| p.cout);
     let out = if pre.is_some() { mid } else { br };
     let conv = loader.conv_bn(
