@@ -470,6 +470,25 @@ mod tests {
     }
 
     #[test]
+    fn layers_follow_longest_paths_whatever_the_edge_order() {
+        let node = |id: &str| crate::model::Node {
+            id: id.to_string(),
+            label: vec![id.to_string()],
+            kind: NodeKind::Stage,
+        };
+        let edge = |from, to| crate::model::Edge { from, to };
+        // 0 -> 2 -> 1 and a shortcut 0 -> 1, listed against index order.
+        let d = Diagram {
+            id: "t".into(),
+            title: "t".into(),
+            nodes: vec![node("a"), node("b"), node("c")],
+            edges: vec![edge(2, 1), edge(0, 1), edge(0, 2)],
+        };
+        assert_eq!(layers(&d), vec![0, 2, 1]);
+        check(&d);
+    }
+
+    #[test]
     fn no_overlaps_and_no_edges_through_nodes_for_every_known_cell() {
         for name in known_names() {
             let g = known_genotype(name).unwrap();
