@@ -76,6 +76,24 @@ pub fn verify(
     judge.finish(&outputs)
 }
 
+/// The verdict on outputs computed elsewhere: `cells` are our cell outputs by scope in
+/// network order, `outputs` our logits and features. Same rules and errors as [`verify`]
+/// (which runs the network and then does this), without checking that the golden fits a
+/// network.
+pub fn judge<'t>(
+    golden: &Golden,
+    options: Options,
+    cells: impl IntoIterator<Item = (&'t str, &'t Tensor)>,
+    outputs: &Outputs,
+) -> Result<Report, VerifyError> {
+    options.check()?;
+    let mut judge = Judge::new(golden, options);
+    for (scope, ours) in cells {
+        judge.cell(scope, ours);
+    }
+    judge.finish(outputs)
+}
+
 /// Collects the comparisons of one verification as the network's outputs arrive.
 pub(crate) struct Judge<'a> {
     golden: &'a Golden,
@@ -352,11 +370,12 @@ mod tests {
             golden.cells.iter().map(|(s, t)| (s.clone(), t.clone())).collect();
         let mut outputs = outputs_of(golden);
         edit(&mut cells, &mut outputs);
-        let mut judge = Judge::new(golden, Options::default());
-        for (scope, t) in &cells {
-            judge.cell(scope, t);
-        }
-        judge.finish(&outputs)
+        judge(
+            golden,
+            Options::default(),
+            cells.iter().map(|(s, t)| (s.as_str(), t)),
+            &outputs,
+        )
     }
 
     #[test]

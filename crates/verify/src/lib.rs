@@ -23,7 +23,7 @@ mod golden;
 pub mod limits;
 mod options;
 
-pub use compare::{top_indices, verify, Comparison, Report, TopK};
+pub use compare::{judge, top_indices, verify, Comparison, Report, TopK};
 pub use error::VerifyError;
 pub use fit::ModelOutputs;
 pub use golden::{Golden, GoldenError, Matrix};
