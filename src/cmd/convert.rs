@@ -17,26 +17,23 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let model = Model::open(&args.model)?;
     let bar = super::progress_bar("converting", std::io::stderr().is_terminal());
-    let interrupted = super::interrupt_flag();
+    // Ctrl-C needs no check here: the signal handler (`safe_fs::cleanup`) removes the
+    // registered temporary output and ends the process.
     let mut progress = |done: u64, total: u64| {
         bar.set_length(total);
         bar.set_position(done);
-        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-            std::ops::ControlFlow::Break(())
-        } else {
-            std::ops::ControlFlow::Continue(())
-        }
+        std::ops::ControlFlow::Continue(())
     };
     let report = model_io::convert(&model, &args.output, &mut progress)?;
     bar.finish_and_clear();
-    println!(
-        "wrote {} ({} tensors, {} bytes of data; genotype {}; checkpoint sha256 {})",
+    super::print_out(&format!(
+        "wrote {} ({} tensors, {} bytes of data; genotype {}; checkpoint sha256 {})\n",
         report.output.display(),
         report.tensors,
         report.data_bytes,
         model.spec.genotype.name.as_deref().unwrap_or("unknown"),
         report.provenance.checkpoint_sha256
-    );
+    ))?;
     for note in &model.disagreements {
         eprintln!("note: {note}");
     }

@@ -26,11 +26,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
     })?;
     let model = Model::open(&args.model)?;
-    let rendered = diagrams::render(&model.spec, format);
+    let rendered = diagrams::try_render(&model.spec, format)
+        .with_context(|| format!("{}: cannot draw the genotype", args.model.display()))?;
     match &args.output {
-        Some(path) => super::write_atomically(path, rendered.as_bytes())
-            .with_context(|| format!("{}: cannot write", path.display()))?,
-        None => print!("{rendered}"),
+        Some(path) => super::write_atomically(path, &[args.model.as_path()], rendered.as_bytes())?,
+        None => super::print_out(&rendered)?,
     }
     for note in &model.disagreements {
         eprintln!("note: variable names and graph disagree (the graph wins): {note}");

@@ -34,9 +34,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        super::print_out(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
     } else {
-        print!("{}", summary.to_text());
+        super::print_out(&summary.to_text())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,18 +15,15 @@ pub const EXIT_VERIFY_FAILED: u8 = 1;
 /// Bad input or usage.
 pub const EXIT_BAD_INPUT: u8 = 2;
 
-/// Set by Ctrl-C (SIGINT) or SIGTERM, so long-running writers can stop cleanly and remove
-/// their temporary files instead of dying mid-write.
-pub fn interrupt_flag() -> &'static std::sync::atomic::AtomicBool {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::OnceLock;
-    static FLAG: AtomicBool = AtomicBool::new(false);
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        // Without a handler the default action kills the process; that is the fallback.
-        let _ = ctrlc::set_handler(|| FLAG.store(true, Ordering::Relaxed));
-    });
-    &FLAG
+/// Writes `text` to standard output and flushes it, so that a closed pipe or a full disk
+/// is an error here (which `main` reports, or ends quietly for a closed pipe) rather than a
+/// panic inside `println!`.
+pub fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("standard output: cannot write")
 }
 
 /// A progress bar on a terminal, hidden otherwise.
@@ -44,9 +41,11 @@ pub fn progress_bar(message: &'static str, visible: bool) -> indicatif::Progress
     bar
 }
 
-/// Writes float32 tensors to a safetensors file through a temporary file and a rename.
+/// Writes float32 tensors to a safetensors file through a temporary file and a rename,
+/// refusing a target that is one of `inputs` (or inside an input folder) or a special file.
 pub fn write_f32_safetensors(
     path: &Path,
+    inputs: &[&Path],
     tensors: &[(&str, Vec<f32>, Vec<usize>)],
 ) -> anyhow::Result<()> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
@@ -69,25 +68,11 @@ pub fn write_f32_safetensors(
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     let serialized = safetensors::serialize(views, None)?;
-    write_atomically(path, &serialized)
+    write_atomically(path, inputs, &serialized)
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it into place, so a
-/// failure never leaves a partial file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| {
-        format!(
-            "{}: cannot create the output (does the folder exist and is it writable?)",
-            path.display()
-        )
-    })?;
-    std::io::Write::write_all(&mut tmp, bytes)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
+/// failure never leaves a partial file; refuses to write over any of `inputs`.
+pub fn write_atomically(path: &Path, inputs: &[&Path], bytes: &[u8]) -> anyhow::Result<()> {
+    Ok(safe_fs::write_atomically(path, inputs, bytes)?)
 }

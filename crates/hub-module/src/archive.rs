@@ -50,7 +50,7 @@ pub(crate) fn extract(
     dest: &Path,
     limits: ArchiveLimits,
 ) -> Result<(), ModuleError> {
-    let file = File::open(archive).map_err(|source| ModuleError::Io {
+    let file = safe_fs::open_regular(archive).map_err(|source| ModuleError::Io {
         path: archive.to_path_buf(),
         source,
     })?;
@@ -85,6 +85,27 @@ pub(crate) fn extract(
             &mut budget,
             limits.max_extracted_bytes,
         )?;
+    }
+    check_trailer(archive, tar.into_inner(), budget, limits.max_extracted_bytes)
+}
+
+/// Reads what follows the tar's end marker to the end of the stream, so that the gzip
+/// decoder reaches (and checks) each member's CRC-32 and length trailer: tar stops reading
+/// at its end marker, and a corrupt archive would otherwise pass unnoticed. The padding read
+/// counts against the byte budget (a bomb of zeros after the marker is refused too).
+fn check_trailer(
+    archive: &Path,
+    stream: Box<dyn Read>,
+    budget: u64,
+    limit: u64,
+) -> Result<(), ModuleError> {
+    let read = std::io::copy(&mut stream.take(budget + 1), &mut std::io::sink())
+        .map_err(|source| bad_archive(archive, source))?;
+    if read > budget {
+        return Err(ModuleError::ArchiveTooLarge {
+            archive: archive.to_path_buf(),
+            limit,
+        });
     }
     Ok(())
 }
@@ -124,8 +145,9 @@ fn extract_entry<R: Read>(
     let relative = safe_relative_path(&raw_name).map_err(unsafe_entry)?;
     let kind = entry.header().entry_type();
     let target = dest.join(&relative);
+    let shown = PathBuf::from(format!("{}!/{}", archive.display(), relative.display()));
     if kind.is_dir() {
-        return create_dir(&target);
+        return create_dir(&target, &shown);
     }
     if !kind.is_file() {
         return Err(unsafe_entry(
@@ -143,9 +165,9 @@ fn extract_entry<R: Read>(
         });
     }
     if let Some(parent) = target.parent() {
-        create_dir(parent)?;
+        create_dir(parent, &shown)?;
     }
-    let written = copy_capped(&mut entry, &target, *budget, archive, limit)?;
+    let written = copy_capped(&mut entry, &target, &shown, *budget, archive, limit)?;
     *budget -= written;
     Ok(())
 }
@@ -169,9 +191,11 @@ fn safe_relative_path(name: &str) -> Result<PathBuf, &'static str> {
     Ok(out)
 }
 
-fn create_dir(path: &Path) -> Result<(), ModuleError> {
+/// Creates a folder of the extraction; errors name `shown` (the entry in the archive), as the
+/// temporary folder means nothing to the user.
+fn create_dir(path: &Path, shown: &Path) -> Result<(), ModuleError> {
     std::fs::create_dir_all(path).map_err(|source| ModuleError::Io {
-        path: path.to_path_buf(),
+        path: shown.to_path_buf(),
         source,
     })
 }
@@ -180,12 +204,13 @@ fn create_dir(path: &Path) -> Result<(), ModuleError> {
 fn copy_capped<R: Read>(
     entry: &mut R,
     target: &Path,
+    shown: &Path,
     budget: u64,
     archive: &Path,
     limit: u64,
 ) -> Result<u64, ModuleError> {
     let io_err = |source| ModuleError::Io {
-        path: target.to_path_buf(),
+        path: shown.to_path_buf(),
         source,
     };
     let mut out = File::create(target).map_err(io_err)?;

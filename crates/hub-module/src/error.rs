@@ -42,6 +42,14 @@ pub enum ModuleError {
     #[error("{path}: {problem}")]
     Malformed { path: PathBuf, problem: String },
 
+    #[error("{path}: refused ({what}): {source}")]
+    TooLargeProto {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: tf_proto::BoundedDecodeError,
+    },
+
     #[error("{archive}: unsafe archive entry {entry:?}: {problem}")]
     UnsafeArchiveEntry {
         archive: PathBuf,

@@ -17,6 +17,9 @@ const SAVED_MODEL_FILE: &str = "saved_model.pb";
 const VARIABLES_PREFIX: &str = "variables/variables";
 const ATTACHMENTS_COLLECTION: &str = "hub_module_attachments";
 const IMAGE_INFO_KEY: &str = "image_module_info";
+/// Largest image side `image_module_info` may declare: activations grow with its square, and
+/// every NASNet-family module uses 224 to 331.
+pub const MAX_IMAGE_SIDE: i32 = 4096;
 
 /// What kind of model folder this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,6 +43,13 @@ pub struct GraphVariant {
     pub meta_graph: MetaGraphDef,
 }
 
+/// An archive's temporary extraction folder, registered for removal on a fatal signal.
+/// (Field order matters: the folder is removed before its registration is released.)
+struct Extraction {
+    dir: tempfile::TempDir,
+    _registration: safe_fs::cleanup::Registration,
+}
+
 /// An opened module: decoded protos plus its variables checkpoint.
 pub struct HubModule {
     /// What the user pointed at (folder or archive).
@@ -50,7 +60,7 @@ pub struct HubModule {
     variants: Vec<GraphVariant>,
     bundle: TensorBundle,
     /// Keeps an archive's extraction alive as long as the module (the bundle maps its files).
-    _extracted: Option<tempfile::TempDir>,
+    _extracted: Option<Extraction>,
 }
 
 impl HubModule {
@@ -74,9 +84,16 @@ impl HubModule {
                     path: std::env::temp_dir(),
                     source,
                 })?;
-            archive::extract(path, dir.path(), limits)?;
-            let root = dir.path().to_path_buf();
-            return Self::open_folder(path, &root, Some(dir));
+            // Removed by the binary's signal handler if the process is interrupted or aborts
+            // before the TempDir's destructor can run.
+            let registration = safe_fs::cleanup::register_tree(dir.path());
+            let extraction = Extraction {
+                _registration: registration,
+                dir,
+            };
+            archive::extract(path, extraction.dir.path(), limits)?;
+            let root = extraction.dir.path().to_path_buf();
+            return Self::open_folder(path, &root, Some(extraction));
         }
         Self::open_folder(path, path, None)
     }
@@ -84,7 +101,7 @@ impl HubModule {
     fn open_folder(
         source: &Path,
         root: &Path,
-        extracted: Option<tempfile::TempDir>,
+        extracted: Option<Extraction>,
     ) -> Result<HubModule, ModuleError> {
         let shown = |name: &str| display_path(source, root, name);
         let saved_model_path = root.join(SAVED_MODEL_FILE);
@@ -95,13 +112,14 @@ impl HubModule {
         }
         let format = read_module_format(&root.join(MODULE_DEF_FILE), &shown(MODULE_DEF_FILE))?;
         let saved_model: SavedModel =
-            decode_file(&saved_model_path, &shown(SAVED_MODEL_FILE), "SavedModel")?;
+            decode_file(&saved_model_path, &shown(SAVED_MODEL_FILE), "tensorflow.SavedModel")?;
         let variants = saved_model
             .meta_graphs
             .into_iter()
             .map(|g| GraphVariant::from_meta_graph(g, &shown(SAVED_MODEL_FILE)))
             .collect::<Result<Vec<_>, _>>()?;
-        let bundle = TensorBundle::open(&root.join(VARIABLES_PREFIX))?;
+        let bundle =
+            TensorBundle::open_shown(&root.join(VARIABLES_PREFIX), &shown(VARIABLES_PREFIX))?;
         Ok(HubModule {
             source: source.to_path_buf(),
             root: root.to_path_buf(),
@@ -166,7 +184,11 @@ impl GraphVariant {
             .signature_def
             .iter()
             .map(|(name, def)| Signature::from_proto(name, def))
-            .collect();
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|problem| ModuleError::Malformed {
+                path: file.to_path_buf(),
+                problem,
+            })?;
         let image_size = image_module_info(&meta_graph, file)?;
         Ok(GraphVariant {
             tags,
@@ -228,35 +250,61 @@ fn image_module_info(graph: &MetaGraphDef, file: &Path) -> Result<Option<[usize;
     }
     match found {
         None => Ok(None),
-        Some((h, w)) if h > 0 && w > 0 => Ok(Some([h as usize, w as usize])),
+        Some((h, w)) if (1..=MAX_IMAGE_SIDE).contains(&h) && (1..=MAX_IMAGE_SIDE).contains(&w) => {
+            Ok(Some([h as usize, w as usize]))
+        }
         Some((h, w)) => Err(ModuleError::Malformed {
             path: file.to_path_buf(),
-            problem: format!("image_module_info has a non-positive image size {h}x{w}"),
+            problem: format!(
+                "image_module_info has image size {h}x{w}; each side must be 1 to \
+                 {MAX_IMAGE_SIDE} pixels (NASNet-family modules use 224 to 331)"
+            ),
         }),
     }
 }
+
+/// 2 GiB: the most a module file may be read into memory whole (the real AmoebaNet module's
+/// `saved_model.pb`, two graph variants, is 10 MB).
+pub const MAX_PROTO_FILE_BYTES: u64 = 2 << 30;
+
+/// 4 GiB: the most decoding one proto may allocate, estimated before decoding (the real
+/// module's `saved_model.pb` decodes to about 185 MB; a 20 MB file of empty tensors would ask
+/// for 6 GB).
+pub const MAX_DECODED_PROTO_BYTES: u64 = 4 << 30;
 
 fn decode_file<M: Message + Default>(
     path: &Path,
     shown: &Path,
     what: &'static str,
 ) -> Result<M, ModuleError> {
-    let bytes = std::fs::read(path).map_err(|source| ModuleError::Io {
-        path: shown.to_path_buf(),
-        source,
+    let bytes = safe_fs::read_regular(path, MAX_PROTO_FILE_BYTES).map_err(|source| {
+        ModuleError::Io {
+            path: shown.to_path_buf(),
+            source,
+        }
     })?;
     decode_bytes(&bytes, shown, what)
 }
 
+/// Decodes `bytes` as the message `what` (its protobuf full name without the leading dot),
+/// refusing it when decoding would allocate more than [`MAX_DECODED_PROTO_BYTES`].
 fn decode_bytes<M: Message + Default>(
     bytes: &[u8],
     shown: &Path,
     what: &'static str,
 ) -> Result<M, ModuleError> {
-    M::decode(bytes).map_err(|source| ModuleError::MalformedProto {
-        path: shown.to_path_buf(),
-        what,
-        source,
+    let full_name = format!(".{what}");
+    tf_proto::decode_bounded(bytes, &full_name, MAX_DECODED_PROTO_BYTES).map_err(|e| match e {
+        tf_proto::BoundedDecodeError::Malformed(source) => ModuleError::MalformedProto {
+            path: shown.to_path_buf(),
+            what,
+            source,
+        },
+        too_large => ModuleError::TooLargeProto {
+            path: shown.to_path_buf(),
+            what,
+            source: too_large,
+        },
     })
 }
 

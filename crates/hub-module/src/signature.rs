@@ -24,18 +24,30 @@ pub struct Signature {
     pub outputs: Vec<TensorSpec>,
 }
 
+/// TensorFlow's own limit on a tensor's rank (`TensorShape::MaxDimensions`).
+pub const MAX_RANK: usize = 254;
+
 impl Signature {
-    pub(crate) fn from_proto(name: &str, def: &SignatureDef) -> Signature {
+    /// Reads a signature; a shape of more than [`MAX_RANK`] dimensions is refused with the
+    /// signature and tensor named (`Err` holds the problem, the caller adds the file).
+    pub(crate) fn from_proto(name: &str, def: &SignatureDef) -> Result<Signature, String> {
         let specs = |map: &std::collections::BTreeMap<String, TensorInfo>| {
             map.iter()
-                .map(|(k, v)| TensorSpec::from_proto(k, v))
-                .collect()
+                .map(|(k, v)| {
+                    TensorSpec::from_proto(k, v).map_err(|rank| {
+                        format!(
+                            "signature {name:?}, tensor {k:?}: a shape of {rank} dimensions \
+                             (TensorFlow allows at most {MAX_RANK})"
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()
         };
-        Signature {
+        Ok(Signature {
             name: name.to_string(),
-            inputs: specs(&def.inputs),
-            outputs: specs(&def.outputs),
-        }
+            inputs: specs(&def.inputs)?,
+            outputs: specs(&def.outputs)?,
+        })
     }
 
     /// The input with this key.
@@ -50,7 +62,8 @@ impl Signature {
 }
 
 impl TensorSpec {
-    fn from_proto(key: &str, info: &TensorInfo) -> TensorSpec {
+    /// `Err(rank)` when the shape has more than [`MAX_RANK`] dimensions.
+    fn from_proto(key: &str, info: &TensorInfo) -> Result<TensorSpec, usize> {
         let tensor = match &info.encoding {
             Some(tensor_info::Encoding::Name(name)) => name.clone(),
             Some(tensor_info::Encoding::CooSparse(coo)) => {
@@ -58,17 +71,17 @@ impl TensorSpec {
             }
             None => String::new(),
         };
-        let shape = info
-            .tensor_shape
-            .as_ref()
-            .filter(|s| !s.unknown_rank)
-            .map(|s| s.dim.iter().map(|d| d.size).collect());
-        TensorSpec {
+        let known = info.tensor_shape.as_ref().filter(|s| !s.unknown_rank);
+        if let Some(s) = known.filter(|s| s.dim.len() > MAX_RANK) {
+            return Err(s.dim.len());
+        }
+        let shape = known.map(|s| s.dim.iter().map(|d| d.size).collect());
+        Ok(TensorSpec {
             key: key.to_string(),
             tensor,
             dtype: dtype_name(info.dtype),
             shape,
-        }
+        })
     }
 
     /// The shape as text, e.g. `[-1, 331, 331, 3]` or `unknown`.

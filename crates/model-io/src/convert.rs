@@ -58,20 +58,20 @@ pub fn convert(
     order_items(&mut items);
     let mut provenance = provenance(model);
     let to_hash = match &model.kind {
-        ModelKind::Module(module) => Some(module.root().join("variables")),
+        ModelKind::Module(module) => Some(module),
         ModelKind::Safetensors(_) => None,
     };
     if to_hash.is_some() {
         provenance.checkpoint_sha256 = SHA256_PLACEHOLDER.to_string();
     }
     let header = header_bytes(&items, &metadata(model, &provenance)?);
-    let tmp = temp_output(output)?;
+    let mut tmp = safe_fs::AtomicOutput::create(output, &[model.path.as_path()])?;
     // Hashing the checkpoint (one read of the shards) overlaps with copying the tensors.
     let (written, digest) = std::thread::scope(|scope| {
         // The kernel copies bypass the reader, so every checksum is verified here, while the
         // shards are hashed on another thread; both overlap with the copy.
-        let hasher = to_hash.map(|dir| scope.spawn(move || verify_and_hash(model, &dir)));
-        let written = write_tensors(model, &items, &header, tmp.as_file(), output, progress);
+        let hasher = to_hash.map(|dir| scope.spawn(move || verify_and_hash(model, dir)));
+        let written = write_tensors(model, &items, &header, tmp.file(), output, progress);
         let digest = hasher.map(|h| h.join().unwrap_or_else(|_| Err(panicked_hasher(output))));
         (written, digest)
     });
@@ -79,14 +79,13 @@ pub fn convert(
     if let Some(digest) = digest {
         provenance.checkpoint_sha256 = digest?;
         patch_placeholder(
-            tmp.as_file(),
+            tmp.file(),
             &header,
             &provenance.checkpoint_sha256,
             output,
         )?;
     }
-    tmp.persist(output)
-        .map_err(|e| write_error(output, e.error))?;
+    tmp.persist()?;
     Ok(ConvertReport {
         output: output.to_path_buf(),
         tensors: items.len(),
@@ -107,19 +106,6 @@ fn panicked_hasher(output: &Path) -> ModelError {
         output,
         std::io::Error::other("the checkpoint hashing thread failed"),
     )
-}
-
-/// A temporary file beside `output` (same file system, so the final rename is atomic);
-/// it is deleted if the conversion does not finish.
-fn temp_output(output: &Path) -> Result<tempfile::NamedTempFile, ModelError> {
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    tempfile::Builder::new()
-        .prefix(".amoeba-convert-")
-        .tempfile_in(dir)
-        .map_err(|e| write_error(output, e))
 }
 
 /// Puts the tensors in the order of their bytes in the checkpoint when that keeps every
@@ -271,17 +257,20 @@ fn write_tensors(
     Ok(total)
 }
 
-/// The data shards of a module, opened for kernel copies (none for other inputs).
+/// The data shards of a module, for kernel copies (none for other inputs): the bundle's own
+/// open files (duplicated descriptors), so the bytes copied are those the bundle validated.
 fn open_shards(model: &Model) -> Result<Vec<std::fs::File>, ModelError> {
     let ModelKind::Module(module) = &model.kind else {
         return Ok(Vec::new());
     };
     let bundle = module.bundle();
-    let n = bundle.header().num_shards;
-    (0..n)
-        .map(|i| {
-            let path = hub_module::tensor_bundle::shard_path(bundle.prefix(), i, n);
-            std::fs::File::open(&path).map_err(|source| ModelError::Read { path, source })
+    (0..bundle.shard_count())
+        .filter_map(|i| Some((bundle.shard_file(i)?, bundle.shard_shown_path(i)?)))
+        .map(|(file, path)| {
+            file.try_clone().map_err(|source| ModelError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
         })
         .collect()
 }
@@ -432,24 +421,24 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Verifies every tensor's crc32c, then hashes the shards.
-fn verify_and_hash(model: &Model, variables_dir: &Path) -> Result<String, ModelError> {
+fn verify_and_hash(model: &Model, module: &hub_module::HubModule) -> Result<String, ModelError> {
     // sha256 is one sequential stream; the checksums run beside it, on a third thread.
     std::thread::scope(|scope| {
         let checksums = scope.spawn(|| match &model.kind {
             ModelKind::Module(module) => module.bundle().verify_all().map_err(ModelError::from),
             ModelKind::Safetensors(_) => Ok(()),
         });
-        let digest = checkpoint_sha256(variables_dir);
+        let digest = checkpoint_sha256(module.bundle());
         checksums
             .join()
-            .unwrap_or_else(|_| Err(panicked_checksums(variables_dir)))?;
+            .unwrap_or_else(|_| Err(panicked_checksums(module.bundle().index_path())))?;
         digest
     })
 }
 
-fn panicked_checksums(variables_dir: &Path) -> ModelError {
+fn panicked_checksums(index_path: &Path) -> ModelError {
     ModelError::Read {
-        path: variables_dir.to_path_buf(),
+        path: index_path.to_path_buf(),
         source: std::io::Error::other("the checksum thread failed"),
     }
 }
@@ -457,28 +446,11 @@ fn panicked_checksums(variables_dir: &Path) -> ModelError {
 /// Bytes of a shard hashed between two releases of its pages.
 const HASH_CHUNK: usize = 16 << 20;
 
-/// sha256 over the data shards `variables.data-*`, in name (= shard) order.
-fn checkpoint_sha256(variables_dir: &Path) -> Result<String, ModelError> {
-    let read_err = |source| ModelError::Read {
-        path: variables_dir.to_path_buf(),
-        source,
-    };
-    let mut shards: Vec<PathBuf> = std::fs::read_dir(variables_dir)
-        .map_err(read_err)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| file_name(p).starts_with("variables.data-"))
-        .collect();
-    shards.sort();
+/// sha256 over the data shards in shard order (the bytes of `variables.data-*`, so the same
+/// digest as `cat variables/variables.data-* | sha256sum`), read from the bundle's own maps.
+fn checkpoint_sha256(bundle: &hub_module::tensor_bundle::TensorBundle) -> Result<String, ModelError> {
     let mut hasher = Sha256::new();
-    for shard in &shards {
-        let file = std::fs::File::open(shard).map_err(read_err)?;
-        if file.metadata().map_err(read_err)?.len() == 0 {
-            continue;
-        }
-        // SAFETY: a read-only map, dropped before returning, of a shard the tensor-bundle
-        // reader maps too (the same caveat: another process must not truncate it meanwhile).
-        // Hashing from the map saves copying 1.9 GB through read().
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(read_err)?;
+    for map in (0..bundle.shard_count()).filter_map(|i| bundle.shard_map(i)) {
         let _ = map.advise(memmap2::Advice::Sequential);
         for start in (0..map.len()).step_by(HASH_CHUNK) {
             let len = HASH_CHUNK.min(map.len() - start);
@@ -486,7 +458,8 @@ fn checkpoint_sha256(variables_dir: &Path) -> Result<String, ModelError> {
             // Hashed pages leave this process (they stay in the page cache), so the peak
             // RSS of a conversion stays far below the checkpoint's size.
             // SAFETY: a read-only file mapping; the range is not borrowed any more, and a
-            // later read would fault the pages back in from the file.
+            // later read (the checksum thread's included) faults the pages back in from the
+            // file.
             let _ = unsafe {
                 map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
             };
@@ -573,23 +546,24 @@ mod tests {
 
     #[test]
     fn checkpoint_sha256_covers_every_shard_in_order() {
+        use hub_module::tensor_bundle::{testing::BundleBuilder, DType, TensorBundle};
         let dir = tempfile::tempdir().unwrap();
-        // A shard longer than HASH_CHUNK (hashed in several mapped pieces), an empty one
-        // (nothing to map), a small one, and a file that is not a shard.
+        // A shard longer than HASH_CHUNK (hashed in several mapped pieces), a small one, and
+        // an empty one (tensors go round-robin over the three shards).
         let big: Vec<u8> = (0..HASH_CHUNK + 12345)
             .map(|i| (i * 7 % 251) as u8)
             .collect();
         let small = b"the last shard".to_vec();
-        std::fs::write(dir.path().join("variables.data-00000-of-00003"), &big).unwrap();
-        std::fs::write(dir.path().join("variables.data-00001-of-00003"), b"").unwrap();
-        std::fs::write(dir.path().join("variables.data-00002-of-00003"), &small).unwrap();
-        std::fs::write(dir.path().join("variables.index"), b"not hashed").unwrap();
+        let prefix = BundleBuilder::new()
+            .tensor("big", DType::U8, &[big.len()], &big)
+            .tensor("small", DType::U8, &[small.len()], &small)
+            .num_shards(3)
+            .write(dir.path(), "variables")
+            .unwrap();
+        let bundle = TensorBundle::open(&prefix).unwrap();
         let mut want = Sha256::new();
         want.update(&big);
         want.update(&small);
-        assert_eq!(
-            checkpoint_sha256(dir.path()).unwrap(),
-            hex(&want.finalize())
-        );
+        assert_eq!(checkpoint_sha256(&bundle).unwrap(), hex(&want.finalize()));
     }
 }

@@ -31,6 +31,9 @@ pub enum ModelError {
         source: std::io::Error,
     },
 
+    #[error(transparent)]
+    Output(#[from] safe_fs::OutputError),
+
     #[error("{path}: interrupted; nothing was written")]
     Interrupted { path: PathBuf },
 

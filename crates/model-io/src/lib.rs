@@ -10,6 +10,7 @@
 
 mod convert;
 mod error;
+mod header;
 mod model;
 
 pub use convert::{convert, ConvertReport, Provenance};

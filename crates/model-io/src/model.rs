@@ -41,6 +41,11 @@ impl Model {
                 problem: "no such file".to_string(),
             });
         }
+        // Regular file only (a FIFO would block the map below), no repeated names.
+        crate::header::check_header_names(path).map_err(|problem| ModelError::Invalid {
+            path: path.to_path_buf(),
+            problem,
+        })?;
         let weights = SafetensorsWeights::open(path)?;
         let meta = weights.metadata();
         let invalid = |problem: String| ModelError::Invalid {

@@ -41,9 +41,17 @@ pub struct BundleHeader {
 }
 
 struct Shard {
+    /// The path shown in messages (see [`TensorBundle::open_shown`]).
     path: PathBuf,
+    file: File,
     map: Mmap,
+    /// Names the shard in the message if it shrinks under the map (SIGBUS).
+    _mapped: safe_fs::cleanup::Registration,
 }
+
+/// 1 GiB: an index holds one small entry per tensor (the 468M-parameter AmoebaNet's is
+/// 80 KB); anything near this is not a checkpoint index, and it is read whole.
+pub const MAX_INDEX_BYTES: u64 = 1 << 30;
 
 /// An open V2 checkpoint: the decoded index and the memory-mapped data shards.
 pub struct TensorBundle {
@@ -83,15 +91,26 @@ pub fn shard_path(prefix: &Path, shard_id: usize, num_shards: usize) -> PathBuf 
 impl TensorBundle {
     /// Opens `<prefix>.index`, validates every entry, and maps every data shard.
     pub fn open(prefix: &Path) -> Result<TensorBundle, BundleError> {
-        let index_path = suffixed(prefix, ".index");
-        let file = std::fs::read(&index_path).map_err(|source| BundleError::MissingIndex {
-            path: index_path.clone(),
-            source,
-        })?;
+        Self::open_shown(prefix, prefix)
+    }
+
+    /// Like [`TensorBundle::open`], naming the files as `<shown_prefix>.index` and so on in
+    /// every message (an archive's module is read from a temporary folder that the user
+    /// never sees, so messages name the archive instead).
+    ///
+    /// Only regular files are opened (a FIFO in place of a shard is refused, not waited on).
+    pub fn open_shown(prefix: &Path, shown_prefix: &Path) -> Result<TensorBundle, BundleError> {
+        let index_path = suffixed(shown_prefix, ".index");
+        let file = safe_fs::read_regular(&suffixed(prefix, ".index"), MAX_INDEX_BYTES).map_err(
+            |source| BundleError::MissingIndex {
+                path: index_path.clone(),
+                source,
+            },
+        )?;
         let table = read_table(&index_path, &file)?;
         let mut rows = table.into_iter();
         let header = parse_header(&index_path, rows.next())?;
-        let shards = map_shards(prefix, header.num_shards)?;
+        let shards = map_shards(prefix, shown_prefix, header.num_shards)?;
         let (entries, unsupported) = parse_entries(&index_path, &header, &shards, rows)?;
         Ok(TensorBundle {
             prefix: prefix.to_owned(),
@@ -101,6 +120,27 @@ impl TensorBundle {
             unsupported,
             shards,
         })
+    }
+
+    /// Number of data shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The open data shard `id` (a regular file), for callers that copy its bytes with the
+    /// kernel; the same file the bundle maps.
+    pub fn shard_file(&self, id: usize) -> Option<&File> {
+        self.shards.get(id).map(|s| &s.file)
+    }
+
+    /// The memory map of data shard `id`, for one sequential pass over its bytes (hashing).
+    pub fn shard_map(&self, id: usize) -> Option<&Mmap> {
+        self.shards.get(id).map(|s| &s.map)
+    }
+
+    /// The path of data shard `id` as messages show it.
+    pub fn shard_shown_path(&self, id: usize) -> Option<&Path> {
+        self.shards.get(id).map(|s| s.path.as_path())
     }
 
     pub fn prefix(&self) -> &Path {
@@ -359,19 +399,32 @@ fn check_header(path: &Path, proto: &BundleHeaderProto) -> Result<BundleHeader, 
     })
 }
 
-fn map_shards(prefix: &Path, num_shards: usize) -> Result<Vec<Shard>, BundleError> {
+fn map_shards(
+    prefix: &Path,
+    shown_prefix: &Path,
+    num_shards: usize,
+) -> Result<Vec<Shard>, BundleError> {
     (0..num_shards)
         .map(|id| {
-            let path = shard_path(prefix, id, num_shards);
+            let real = shard_path(prefix, id, num_shards);
+            let path = shard_path(shown_prefix, id, num_shards);
             let missing = |source| BundleError::MissingShard {
                 path: path.clone(),
                 source,
             };
-            let file = File::open(&path).map_err(missing)?;
-            // SAFETY: read-only mapping; the crate documents that the files must not be
-            // modified while the bundle is open (the usual mmap contract).
+            let file: File = safe_fs::open_regular(&real).map_err(missing)?;
+            let mapped = safe_fs::cleanup::register_mapped(&path);
+            // SAFETY: read-only mapping of a regular file; the crate documents that the files
+            // must not be modified while the bundle is open (the usual mmap contract). If
+            // another process truncates one anyway, the binary's SIGBUS handler names it
+            // (registered above) and removes unfinished outputs instead of leaving them.
             let map = unsafe { Mmap::map(&file) }.map_err(missing)?;
-            Ok(Shard { path, map })
+            Ok(Shard {
+                path,
+                file,
+                map,
+                _mapped: mapped,
+            })
         })
         .collect()
 }
