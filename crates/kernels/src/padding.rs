@@ -90,7 +90,10 @@ mod tests {
         // (5 - 1) * 1 + usize::MAX overflows; saturated, the padding is (nearly) everything.
         let (out, before, after) = output_size(5, usize::MAX, 1, Padding::Same);
         assert_eq!(out, 5);
-        assert_eq!((before, after), ((usize::MAX - 5) / 2, (usize::MAX - 5) / 2));
+        assert_eq!(
+            (before, after),
+            ((usize::MAX - 5) / 2, (usize::MAX - 5) / 2)
+        );
         assert_eq!(output_size(5, usize::MAX, 1, Padding::Valid), (0, 0, 0));
     }
 

@@ -109,7 +109,9 @@ impl CellLayer {
                     .hiddenstate_indices
                     .get(j)
                     .zip(spec.operations.get(j))
-                    .ok_or_else(|| loader.unsupported(format!("{scope}: operation {j} is missing")))?;
+                    .ok_or_else(|| {
+                        loader.unsupported(format!("{scope}: operation {j} is missing"))
+                    })?;
                 let input = *states.get(*input_index).ok_or_else(|| {
                     loader.unsupported(format!("{scope}: operation {j} reads state h{input_index}, which does not exist yet"))
                 })?;

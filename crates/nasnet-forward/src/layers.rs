@@ -118,7 +118,8 @@ impl Loader<'_> {
         parts: usize,
     ) -> Result<ConvBn, ForwardError> {
         let conv = self.conv_bn(weights, bn, 1, 1, cin, cout)?;
-        conv.split_input(parts).map_err(|problem| self.unsupported(problem))
+        conv.split_input(parts)
+            .map_err(|problem| self.unsupported(problem))
     }
 
     /// Like [`Self::conv_bn`], for a conv whose outputs are channels `range` of a batch norm

@@ -75,10 +75,11 @@ impl Network {
     /// `weights`, folding batch norms.
     pub fn load(spec: &NetworkSpec, weights: &dyn WeightSource) -> Result<Network, ForwardError> {
         let source_name = weights.source_name();
-        spec.validate().map_err(|source| ForwardError::InvalidSpec {
-            source_name: source_name.clone(),
-            source,
-        })?;
+        spec.validate()
+            .map_err(|source| ForwardError::InvalidSpec {
+                source_name: source_name.clone(),
+                source,
+            })?;
         let per_image = spec.activation_elements_per_image().unwrap_or(u64::MAX);
         let images_per_pass = (BATCH_ACTIVATION_BYTES / per_image.saturating_mul(4).max(1))
             .clamp(1, usize::MAX as u64) as usize;
@@ -232,9 +233,7 @@ impl Network {
         let results = results.into_inner().unwrap_or_else(PoisonError::into_inner);
         results
             .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| Err(self.unsupported("a worker thread stopped")))
-            })
+            .map(|r| r.unwrap_or_else(|| Err(self.unsupported("a worker thread stopped"))))
             .collect()
     }
 

@@ -104,8 +104,8 @@ pub(crate) fn load_op(
         } => load_bottleneck_conv(loader, scope, kernel, c, br, stride)?,
         Operation::Conv { kernel, dilation } => {
             return Err(loader.unsupported(format!(
-                "{scope}: dilated {kernel}x{kernel} convolution (rate {dilation}) is not implemented"
-            )))
+            "{scope}: dilated {kernel}x{kernel} convolution (rate {dilation}) is not implemented"
+        )))
         }
     };
     Ok((layer, out_shape))
@@ -121,9 +121,9 @@ fn load_separable(
     stride: usize,
 ) -> Result<OpLayer, ForwardError> {
     if repeats == 0 {
-        return Err(loader.unsupported(format!(
-            "{scope}: separable_{k}x{k}_0 has no layers to run"
-        )));
+        return Err(
+            loader.unsupported(format!("{scope}: separable_{k}x{k}_0 has no layers to run"))
+        );
     }
     let mut layers = Vec::with_capacity(repeats);
     let mut cin = c;

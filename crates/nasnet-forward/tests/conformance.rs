@@ -113,7 +113,8 @@ fn wrong_image_size_is_refused() {
         .unwrap_err();
     let err = err.to_string();
     assert!(
-        err.contains("[1, 224, 224, 3]") && err.contains("amoebanet_a_n6_f16 takes [N, 331, 331, 3]"),
+        err.contains("[1, 224, 224, 3]")
+            && err.contains("amoebanet_a_n6_f16 takes [N, 331, 331, 3]"),
         "{err}"
     );
 }

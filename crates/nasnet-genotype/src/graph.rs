@@ -632,7 +632,10 @@ impl<'g, 'a> CellReader<'g, 'a> {
         // One more than the cap, to tell "at the cap" from "over it".
         for i in 0..=MAX_OPERATIONS_PER_CELL / 2 {
             if i == MAX_OPERATIONS_PER_CELL / 2 {
-                if self.nodes_under(&format!("comb_iter_{i}/combine")).is_empty() {
+                if self
+                    .nodes_under(&format!("comb_iter_{i}/combine"))
+                    .is_empty()
+                {
                     break;
                 }
                 return Err(self.err(
@@ -848,7 +851,11 @@ fn classify(
             .ok_or_else(|| err(format!("{name}: cannot find the filter's shape")))?;
         let (kh, kw) = match filter.as_slice() {
             [kh, kw, ..] => (*kh, *kw),
-            _ => return Err(err(format!("{name}: filter of shape {filter:?}, not [kh, kw, ...]"))),
+            _ => {
+                return Err(err(format!(
+                    "{name}: filter of shape {filter:?}, not [kh, kw, ...]"
+                )))
+            }
         };
         if op == "DepthwiseConv2dNative" {
             check_same(name, &padding)?;
@@ -965,8 +972,16 @@ mod tests {
         let meta = one_cell(
             &["cell_0/cell_output/a"],
             vec![
-                node("cell_0/cell_output/a", "Identity", &["cell_0/cell_output/b"]),
-                node("cell_0/cell_output/b", "Identity", &["cell_0/cell_output/a"]),
+                node(
+                    "cell_0/cell_output/a",
+                    "Identity",
+                    &["cell_0/cell_output/b"],
+                ),
+                node(
+                    "cell_0/cell_output/b",
+                    "Identity",
+                    &["cell_0/cell_output/a"],
+                ),
             ],
         );
         let err = graph_facts(&meta).unwrap_err().to_string();
@@ -977,10 +992,17 @@ mod tests {
         // A node that reads itself.
         let meta = one_cell(
             &["cell_0/cell_output/self"],
-            vec![node("cell_0/cell_output/self", "Identity", &["cell_0/cell_output/self"])],
+            vec![node(
+                "cell_0/cell_output/self",
+                "Identity",
+                &["cell_0/cell_output/self"],
+            )],
         );
         let err = graph_facts(&meta).unwrap_err().to_string();
-        assert!(err.contains("cell_0/cell_output/self") && err.contains("loop"), "{err}");
+        assert!(
+            err.contains("cell_0/cell_output/self") && err.contains("loop"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -995,7 +1017,9 @@ mod tests {
         );
         let graph = Graph::new(&meta).unwrap();
         let mut reader = CellReader::new(&graph, "cell_0");
-        reader.states.insert("cell_0/comb_iter_0/combine/add".into(), 2);
+        reader
+            .states
+            .insert("cell_0/comb_iter_0/combine/add".into(), 2);
         assert_eq!(reader.concat().unwrap().0, vec![2]);
     }
 
@@ -1003,12 +1027,19 @@ mod tests {
     fn more_combinations_than_the_cap_are_refused() {
         let h0 = "cell_0/beginning_bn/FusedBatchNorm";
         let adds: Vec<NodeDef> = (1..=MAX_OPERATIONS_PER_CELL / 2)
-            .map(|i| node(&format!("cell_0/comb_iter_{i}/combine/add"), "Add", &[h0, h0]))
+            .map(|i| {
+                node(
+                    &format!("cell_0/comb_iter_{i}/combine/add"),
+                    "Add",
+                    &[h0, h0],
+                )
+            })
             .collect();
         let meta = one_cell(&[h0], adds);
         let err = graph_facts(&meta).unwrap_err().to_string();
         assert!(
-            err.contains("cell_0/comb_iter_16/combine") && err.contains("at most 16 combinations (the cap)"),
+            err.contains("cell_0/comb_iter_16/combine")
+                && err.contains("at most 16 combinations (the cap)"),
             "{err}"
         );
     }
@@ -1019,7 +1050,10 @@ mod tests {
             .map(|i| node(&format!("cell_{i}/cell_output/concat"), "ConcatV2", &[]))
             .collect();
         let err = graph_facts(&graph(nodes)).unwrap_err().to_string();
-        assert!(err.contains("257 cells") && err.contains("at most 256 (the cap)"), "{err}");
+        assert!(
+            err.contains("257 cells") && err.contains("at most 256 (the cap)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1038,7 +1072,9 @@ mod tests {
             var,
         ]);
         let graph = Graph::new(&meta).unwrap();
-        let err = classify(&graph, "b", &[("b/Conv2D", &conv)]).unwrap_err().to_string();
+        let err = classify(&graph, "b", &[("b/Conv2D", &conv)])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("b/Conv2D: filter of shape []"), "{err}");
     }
 }

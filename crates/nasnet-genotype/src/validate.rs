@@ -93,7 +93,13 @@ impl NetworkSpec {
 
     fn check_scalars(&self) -> Result<(), GenotypeError> {
         for (i, &side) in self.image_size.iter().enumerate() {
-            check_range(&format!("image_size[{i}]"), side, 1, MAX_IMAGE_SIDE, "pixels")?;
+            check_range(
+                &format!("image_size[{i}]"),
+                side,
+                1,
+                MAX_IMAGE_SIDE,
+                "pixels",
+            )?;
         }
         check_range("filters", self.filters, 1, MAX_WIDTH, "channels")?;
         check_range("stem_filters", self.stem_filters, 1, MAX_WIDTH, "channels")?;
@@ -143,13 +149,20 @@ impl NetworkSpec {
         if cells.is_empty() || cells.len() > MAX_CELLS {
             return Err(invalid(
                 "cells",
-                format!("{} cells; a network has 1 to {MAX_CELLS} (the cap)", cells.len()),
+                format!(
+                    "{} cells; a network has 1 to {MAX_CELLS} (the cap)",
+                    cells.len()
+                ),
             ));
         }
         check_scopes(cells)?;
         let count = |kind| cells.iter().filter(|c| c.kind == kind).count();
         let stems = count(CellKind::Stem);
-        if let Some(k) = cells.iter().skip(stems).position(|c| c.kind == CellKind::Stem) {
+        if let Some(k) = cells
+            .iter()
+            .skip(stems)
+            .position(|c| c.kind == CellKind::Stem)
+        {
             return Err(invalid(
                 format!("cells[{}].kind", k + stems),
                 "a stem cell after a normal or reduction cell; stem cells come first",
@@ -198,9 +211,11 @@ impl NetworkSpec {
         let stem = stem_out(self.image_size);
         let mut outputs: Vec<([usize; 2], usize)> = vec![(stem, self.stem_filters)];
         let image = elements(&[h, w, 3]);
-        let mut peak = image
-            .saturating_mul(2)
-            .saturating_add(elements(&[stem[0], stem[1], self.stem_filters]));
+        let mut peak = image.saturating_mul(2).saturating_add(elements(&[
+            stem[0],
+            stem[1],
+            self.stem_filters,
+        ]));
         for (k, layout) in self.cells.iter().enumerate() {
             let walk = CellWalk {
                 at: format!("cells[{k}]"),
@@ -357,7 +372,13 @@ impl CellWalk<'_> {
     ) -> Result<(([usize; 2], usize), u64), GenotypeError> {
         let l = self.layout;
         self.check_wiring(k)?;
-        check_range(&format!("{}.filters", self.at), l.filters, 1, MAX_WIDTH, "channels")?;
+        check_range(
+            &format!("{}.filters", self.at),
+            l.filters,
+            1,
+            MAX_WIDTH,
+            "channels",
+        )?;
         let (net_hw, net_c) = outputs[k];
         if l.input_hw != net_hw || l.input_channels != net_c {
             return Err(self.err(
@@ -396,7 +417,10 @@ impl CellWalk<'_> {
         if l.input != k {
             return Err(self.err(
                 "input",
-                format!("{}, but a cell reads the output just before it ({k})", l.input),
+                format!(
+                    "{}, but a cell reads the output just before it ({k})",
+                    l.input
+                ),
             ));
         }
         let expected_prev = k.checked_sub(1);
@@ -520,7 +544,7 @@ impl CellSpec {
     /// forward pass runs. Messages name the field under `path` (`genotype.normal`).
     pub fn validate_at(&self, path: &str) -> Result<(), GenotypeError> {
         let n = self.operations.len();
-        if n < 2 || n > MAX_OPERATIONS_PER_CELL || n % 2 == 1 {
+        if !(2..=MAX_OPERATIONS_PER_CELL).contains(&n) || n % 2 == 1 {
             return Err(invalid(
                 format!("{path}.operations"),
                 format!(
@@ -531,7 +555,10 @@ impl CellSpec {
         if self.hiddenstate_indices.len() != n {
             return Err(invalid(
                 format!("{path}.hiddenstate_indices"),
-                format!("{} indices for {n} operations; need one per operation", self.hiddenstate_indices.len()),
+                format!(
+                    "{} indices for {n} operations; need one per operation",
+                    self.hiddenstate_indices.len()
+                ),
             ));
         }
         for (i, op) in self.operations.iter().enumerate() {
@@ -554,7 +581,10 @@ impl CellSpec {
         if flags.len() != states {
             return Err(invalid(
                 format!("{path}.used_hiddenstates"),
-                format!("{} flags for {states} states; need one per state", flags.len()),
+                format!(
+                    "{} flags for {states} states; need one per state",
+                    flags.len()
+                ),
             ));
         }
         if let Some(j) = flags.iter().position(|&u| u > 1) {
@@ -592,10 +622,19 @@ fn check_operation(at: &str, op: &Operation) -> Result<(), GenotypeError> {
         | Operation::Factorized { kernel: k } => kernel(k, 1),
         Operation::Separable { kernel: k, repeats } => {
             kernel(k, 1)?;
-            check_range(&format!("{at}.repeats"), repeats, 1, MAX_SEPARABLE_REPEATS, "layers")
+            check_range(
+                &format!("{at}.repeats"),
+                repeats,
+                1,
+                MAX_SEPARABLE_REPEATS,
+                "layers",
+            )
         }
         // A 1x1 `Conv` would be named `1x1`, which is `Conv1x1`.
-        Operation::Conv { kernel: k, dilation } => {
+        Operation::Conv {
+            kernel: k,
+            dilation,
+        } => {
             kernel(k, 2)?;
             if dilation != 1 {
                 return Err(invalid(
@@ -632,7 +671,11 @@ mod tests {
         for i in 0..normal {
             if let Some(r) = reductions.iter().position(|&r| r == i) {
                 width *= 2;
-                plan.push(cell(format!("reduction_cell_{r}"), CellKind::Reduction, width));
+                plan.push(cell(
+                    format!("reduction_cell_{r}"),
+                    CellKind::Reduction,
+                    width,
+                ));
             }
             plan.push(cell(format!("cell_{i}"), CellKind::Normal, width));
         }
@@ -678,7 +721,10 @@ mod tests {
 
     fn assert_names(message: &str, parts: &[&str]) {
         for part in parts {
-            assert!(message.contains(part), "{message:?} does not contain {part:?}");
+            assert!(
+                message.contains(part),
+                "{message:?} does not contain {part:?}"
+            );
         }
     }
 
@@ -691,9 +737,16 @@ mod tests {
             let json = spec.to_json();
             assert_eq!(NetworkSpec::from_json(&json).unwrap(), spec);
         }
-        let full = spec_from(known_genotype("amoeba_net_a").unwrap(), &plan(448, 18, &[6, 12]), 331);
+        let full = spec_from(
+            known_genotype("amoeba_net_a").unwrap(),
+            &plan(448, 18, &[6, 12]),
+            331,
+        );
         let values = full.activation_elements_per_image().unwrap();
-        assert!(values * 4 < 1 << 30, "the real network needs {values} values");
+        assert!(
+            values * 4 < 1 << 30,
+            "the real network needs {values} values"
+        );
     }
 
     #[test]
@@ -708,7 +761,8 @@ mod tests {
                 ],
             );
         }
-        let msg = refusal(|s| s.genotype.reduction.operations[2] = Operation::MaxPool { kernel: 0 });
+        let msg =
+            refusal(|s| s.genotype.reduction.operations[2] = Operation::MaxPool { kernel: 0 });
         assert_names(&msg, &["genotype.reduction.operations[2].kernel"]);
     }
 
@@ -716,18 +770,31 @@ mod tests {
     fn separable_factorized_and_conv_fields_are_checked() {
         let sep = |kernel, repeats| Operation::Separable { kernel, repeats };
         let msg = refusal(|s| s.genotype.normal.operations[2] = sep(3, 0));
-        assert_names(&msg, &["genotype.normal.operations[2].repeats", "0 is not in 1..=4"]);
+        assert_names(
+            &msg,
+            &["genotype.normal.operations[2].repeats", "0 is not in 1..=4"],
+        );
         let msg = refusal(|s| s.genotype.normal.operations[2] = sep(3, 5));
         assert_names(&msg, &["operations[2].repeats", "the cap is 4"]);
         let msg = refusal(|s| s.genotype.normal.operations[2] = sep(9, 2));
         assert_names(&msg, &["operations[2].kernel", "9 is not"]);
-        let msg = refusal(|s| s.genotype.reduction.operations[7] = Operation::Factorized { kernel: 0 });
+        let msg =
+            refusal(|s| s.genotype.reduction.operations[7] = Operation::Factorized { kernel: 0 });
         assert_names(&msg, &["genotype.reduction.operations[7].kernel"]);
         let conv = |kernel, dilation| Operation::Conv { kernel, dilation };
         let msg = refusal(|s| s.genotype.reduction.operations[7] = conv(3, 2));
-        assert_names(&msg, &["genotype.reduction.operations[7].dilation", "dilation 1 only"]);
+        assert_names(
+            &msg,
+            &[
+                "genotype.reduction.operations[7].dilation",
+                "dilation 1 only",
+            ],
+        );
         let msg = refusal(|s| s.genotype.reduction.operations[7] = conv(1, 1));
-        assert_names(&msg, &["genotype.reduction.operations[7].kernel", "(2..=7)"]);
+        assert_names(
+            &msg,
+            &["genotype.reduction.operations[7].kernel", "(2..=7)"],
+        );
     }
 
     #[test]
@@ -741,14 +808,20 @@ mod tests {
             let msg = refusal(|s| resize(&mut s.genotype.normal, n));
             assert_names(
                 &msg,
-                &["genotype.normal.operations", &format!("{n} operations"), "32 (the cap"],
+                &[
+                    "genotype.normal.operations",
+                    &format!("{n} operations"),
+                    "32 (the cap",
+                ],
             );
         }
         // Within the cap, any even count is a cell the forward pass runs.
         let mut genotype = known_genotype("amoeba_net_a").unwrap();
         resize(&mut genotype.normal, 8);
         genotype.name = None;
-        spec_from(genotype, &plan(8, 3, &[1]), 64).validate().unwrap();
+        spec_from(genotype, &plan(8, 3, &[1]), 64)
+            .validate()
+            .unwrap();
     }
 
     #[test]
@@ -756,24 +829,55 @@ mod tests {
         let msg = refusal(|s| s.genotype.normal.hiddenstate_indices[9] = 6);
         assert_names(
             &msg,
-            &["genotype.normal.hiddenstate_indices[9]", "h6, which is not computed before combination 4"],
+            &[
+                "genotype.normal.hiddenstate_indices[9]",
+                "h6, which is not computed before combination 4",
+            ],
         );
         let msg = refusal(|s| {
             s.genotype.normal.hiddenstate_indices.pop();
         });
-        assert_names(&msg, &["genotype.normal.hiddenstate_indices", "9 indices for 10"]);
+        assert_names(
+            &msg,
+            &["genotype.normal.hiddenstate_indices", "9 indices for 10"],
+        );
         let msg = refusal(|s| s.genotype.reduction.used_hiddenstates[3] = 2);
-        assert_names(&msg, &["genotype.reduction.used_hiddenstates[3]", "0 (concatenated) or 1"]);
+        assert_names(
+            &msg,
+            &[
+                "genotype.reduction.used_hiddenstates[3]",
+                "0 (concatenated) or 1",
+            ],
+        );
         let msg = refusal(|s| s.genotype.reduction.used_hiddenstates = vec![1; 7]);
-        assert_names(&msg, &["genotype.reduction.used_hiddenstates", "no state is concatenated"]);
+        assert_names(
+            &msg,
+            &[
+                "genotype.reduction.used_hiddenstates",
+                "no state is concatenated",
+            ],
+        );
         let msg = refusal(|s| s.genotype.reduction.used_hiddenstates.push(0));
-        assert_names(&msg, &["genotype.reduction.used_hiddenstates", "8 flags for 7 states"]);
+        assert_names(
+            &msg,
+            &[
+                "genotype.reduction.used_hiddenstates",
+                "8 flags for 7 states",
+            ],
+        );
     }
 
     #[test]
     fn image_sizes_are_capped_and_large_enough_for_the_reductions() {
         let msg = refusal(|s| s.image_size = [5000, 64]);
-        assert_names(&msg, &["image_size[0]", "5000 is not in 1..=4096", "the cap is 4096"]);
+        assert_names(
+            &msg,
+            &[
+                "image_size[0]",
+                "5000 is not in 1..=4096",
+                "the cap is 4096",
+            ],
+        );
         let msg = refusal(|s| s.image_size = [64, 0]);
         assert_names(&msg, &["image_size[1]", "0 is not in"]);
         // Two stem cells and one reduction cell: 2 -> 3 -> 5 pixels before them, 11 for the stem.
@@ -781,7 +885,15 @@ mod tests {
         assert_eq!(minimum_image_side(4), 19);
         assert_eq!(minimum_image_side(0), 3);
         let msg = refusal(|s| s.image_size = [1, 1]);
-        assert_names(&msg, &["image_size", "1x1 is too small", "3 stride-2 cells", "at least 11x11"]);
+        assert_names(
+            &msg,
+            &[
+                "image_size",
+                "1x1 is too small",
+                "3 stride-2 cells",
+                "at least 11x11",
+            ],
+        );
         let msg = refusal(|s| s.image_size = [10, 64]);
         assert_names(&msg, &["10x64 is too small"]);
     }
@@ -791,7 +903,15 @@ mod tests {
         let genotype = known_genotype("amoeba_net_a").unwrap();
         let huge = spec_from(genotype, &plan(2048, 3, &[1]), 4096);
         let msg = huge.validate().unwrap_err().to_string();
-        assert_names(&msg, &["image_size", "at 4096x4096", "MiB of activations per image", "cap of 2048 MiB"]);
+        assert_names(
+            &msg,
+            &[
+                "image_size",
+                "at 4096x4096",
+                "MiB of activations per image",
+                "cap of 2048 MiB",
+            ],
+        );
         assert_eq!(huge.activation_elements_per_image(), None);
     }
 
@@ -799,7 +919,10 @@ mod tests {
     fn input_scaling_and_epsilon_must_be_finite_and_sane() {
         for scale in [1e38, f32::INFINITY, f32::NAN, 0.0, -2.0, 1e-9] {
             let msg = refusal(|s| s.input_scale = scale);
-            assert_names(&msg, &["input_scale", "is not in [0.00390625, 256]", "2 and -1"]);
+            assert_names(
+                &msg,
+                &["input_scale", "is not in [0.00390625, 256]", "2 and -1"],
+            );
         }
         for offset in [1e38, f32::NEG_INFINITY, f32::NAN, -300.0] {
             let msg = refusal(|s| s.input_offset = offset);
@@ -837,7 +960,13 @@ mod tests {
         });
         assert_names(&msg, &["cells", "300 cells", "256 (the cap)"]);
         let msg = refusal(|s| s.cells[3].scope = "cell_9".into());
-        assert_names(&msg, &["cells[3].scope", "\"cell_9\" is not the scope of a Reduction cell"]);
+        assert_names(
+            &msg,
+            &[
+                "cells[3].scope",
+                "\"cell_9\" is not the scope of a Reduction cell",
+            ],
+        );
         let msg = refusal(|s| s.cells[4].scope = "cell_0".into());
         assert_names(&msg, &["cells[4].scope", "appears twice"]);
         let msg = refusal(|s| s.cells[5].scope = format!("cell_{}", "9".repeat(100)));
@@ -853,7 +982,13 @@ mod tests {
         let msg = refusal(|s| s.num_stem_cells = 0);
         assert_names(&msg, &["num_stem_cells", "0, but the cells give 2"]);
         let msg = refusal(|s| s.reduction_indices = vec![2]);
-        assert_names(&msg, &["reduction_indices", "[2], but the cells have reduction cells before normal cells [1]"]);
+        assert_names(
+            &msg,
+            &[
+                "reduction_indices",
+                "[2], but the cells have reduction cells before normal cells [1]",
+            ],
+        );
         let msg = refusal(|s| s.num_features = 5);
         assert_names(&msg, &["num_features", "5, but the cells give"]);
         let msg = refusal(|s| s.filters = 16);
@@ -863,11 +998,20 @@ mod tests {
     #[test]
     fn cell_wiring_strides_and_shapes_are_checked() {
         let msg = refusal(|s| s.cells[2].stride = 0);
-        assert_names(&msg, &["cells[2].stride", "0, but a Normal cell has stride 1"]);
+        assert_names(
+            &msg,
+            &["cells[2].stride", "0, but a Normal cell has stride 1"],
+        );
         let msg = refusal(|s| s.cells[3].stride = 1 << 40);
         assert_names(&msg, &["cells[3].stride", "a Reduction cell has stride 2"]);
         let msg = refusal(|s| s.cells[4].input = 2);
-        assert_names(&msg, &["cells[4].input", "2, but a cell reads the output just before it (4)"]);
+        assert_names(
+            &msg,
+            &[
+                "cells[4].input",
+                "2, but a cell reads the output just before it (4)",
+            ],
+        );
         let msg = refusal(|s| s.cells[4].prev = Some(1));
         assert_names(&msg, &["cells[4].prev", "Some(1)", "Some(3)"]);
         let msg = refusal(|s| s.cells[0].prev = Some(0));
@@ -893,20 +1037,31 @@ mod tests {
         let msg = refusal(|s| s.cells[2].prev_adjust = PrevAdjust::Unchanged);
         assert_names(
             &msg,
-            &["genotype.normal.hiddenstate_indices[5]", "cells[2] (cell_0)", "combination 2 adds h0"],
+            &[
+                "genotype.normal.hiddenstate_indices[5]",
+                "cells[2] (cell_0)",
+                "combination 2 adds h0",
+            ],
         );
         // A factorized reduction of an odd width.
         let msg = refusal(|s| {
             let odd = plan(8, 3, &[1])
                 .into_iter()
                 .map(|mut c| {
-                    c.filters = if c.kind == CellKind::Stem { 3 } else { c.filters };
+                    c.filters = if c.kind == CellKind::Stem {
+                        3
+                    } else {
+                        c.filters
+                    };
                     c
                 })
                 .collect::<Vec<_>>();
             *s = spec_from(s.genotype.clone(), &odd, 64);
         });
-        assert_names(&msg, &["cells[1].filters", "3 is odd", "factorized reduction"]);
+        assert_names(
+            &msg,
+            &["cells[1].filters", "3 is odd", "factorized reduction"],
+        );
     }
 
     #[test]
@@ -927,7 +1082,12 @@ mod tests {
         let msg = spec.validate().unwrap_err().to_string();
         assert_names(
             &msg,
-            &["genotype.reduction.used_hiddenstates[1]", "cells[1] (cell_stem_1)", "h1 is 31x31", "8x8"],
+            &[
+                "genotype.reduction.used_hiddenstates[1]",
+                "cells[1] (cell_stem_1)",
+                "h1 is 31x31",
+                "8x8",
+            ],
         );
     }
 
@@ -935,9 +1095,13 @@ mod tests {
     fn from_json_validates() {
         let mut spec = tiny();
         spec.genotype.normal.operations[0] = Operation::AvgPool { kernel: 0 };
-        let err = NetworkSpec::from_json(&spec.to_json()).unwrap_err().to_string();
+        let err = NetworkSpec::from_json(&spec.to_json())
+            .unwrap_err()
+            .to_string();
         assert_names(&err, &["genotype.normal.operations[0].kernel"]);
-        let json = tiny().to_json().replace("\"input_scale\": 2.0", "\"input_scale\": 1e39");
+        let json = tiny()
+            .to_json()
+            .replace("\"input_scale\": 2.0", "\"input_scale\": 1e39");
         let err = NetworkSpec::from_json(&json).unwrap_err().to_string();
         assert_names(&err, &["input_scale", "inf"]);
     }

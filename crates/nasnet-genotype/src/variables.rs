@@ -352,13 +352,19 @@ mod tests {
             vec![
                 ("stem/conv0/weights".to_string(), vec![3, 3, 3, 8]),
                 ("cell_0/1x1/weights".to_string(), vec![1, 1, 8, 8]),
-                (format!("cell_0/comb_iter_{iter}/left/1x1/weights"), vec![1, 1, 8, 8]),
+                (
+                    format!("cell_0/comb_iter_{iter}/left/1x1/weights"),
+                    vec![1, 1, 8, 8],
+                ),
             ]
         };
         for iter in ["16", "99999999999", &usize::MAX.to_string()] {
-            let err = VariableFacts::from_variables(&vars(iter)).unwrap_err().to_string();
+            let err = VariableFacts::from_variables(&vars(iter))
+                .unwrap_err()
+                .to_string();
             assert!(
-                err.contains(&format!("comb_iter_{iter}")) && err.contains("at most 16 combinations (the cap)"),
+                err.contains(&format!("comb_iter_{iter}"))
+                    && err.contains("at most 16 combinations (the cap)"),
                 "{err}"
             );
         }
