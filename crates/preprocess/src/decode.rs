@@ -11,6 +11,10 @@ use std::path::Path;
 /// (an RGBA 16-bit decode of the limit takes 800 MB).
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 
+/// 256 MiB: the largest photo file read. A 100-megapixel JPEG at the highest quality is far
+/// smaller; the cap bounds the memory a single file can take before its header is checked.
+pub const MAX_PHOTO_BYTES: u64 = 256 << 20;
+
 /// An 8-bit RGB image, rows of interleaved `r, g, b` (HWC), as TF's decoders return it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RgbImage {
@@ -19,12 +23,16 @@ pub struct RgbImage {
     pub data: Vec<u8>,
 }
 
-/// Reads and decodes `path` to RGB, refusing empty files, formats other than JPEG and PNG,
-/// and images over `max_pixels` (checked from the header, before any pixel is decoded).
+/// Reads and decodes `path` to RGB, refusing anything but a regular file (a FIFO or a device
+/// is refused at once, without blocking), files over [`MAX_PHOTO_BYTES`], empty files, formats
+/// other than JPEG and PNG, and images over `max_pixels` (checked from the header, before any
+/// pixel is decoded).
 pub fn load_rgb8(path: &Path, max_pixels: u64) -> Result<RgbImage, PreprocessError> {
-    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Read {
-        path: path.to_path_buf(),
-        source,
+    let bytes = safe_fs::read_regular(path, MAX_PHOTO_BYTES).map_err(|source| {
+        PreprocessError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     decode_rgb8(&bytes, path, max_pixels)
 }
@@ -46,15 +54,20 @@ pub fn decode_rgb8(
     };
     let header = reader(bytes, path)?;
     let format = header.format();
-    let (width, height) = match png_dimensions(bytes) {
-        // The PNG decoder reads on past IHDR before it reports a size, so a bare oversized
-        // header would fail as truncated instead of as too large: read IHDR ourselves.
-        Some(dims) if format == Some(ImageFormat::Png) => dims,
-        _ => header.into_dimensions().map_err(undecodable)?,
+    // The decoders read on past the size before they report it, so a bare oversized header
+    // would fail as truncated instead of as too large: read PNG's IHDR and JPEG's SOF here.
+    let own_reading = match format {
+        Some(ImageFormat::Png) => png_dimensions(bytes),
+        Some(ImageFormat::Jpeg) => jpeg_dimensions(bytes),
+        _ => None,
+    };
+    let (width, height) = match own_reading {
+        Some(dims) => dims,
+        None => header.into_dimensions().map_err(undecodable)?,
     };
     check_pixels(path, width, height, max_pixels)?;
     if format == Some(ImageFormat::Jpeg) {
-        return jpeg_like_tf(bytes, path, width, height);
+        return jpeg_like_tf(bytes, path, width, height, max_pixels);
     }
     let mut reader = reader(bytes, path)?;
     reader.limits(decode_limits(width, height, max_pixels));
@@ -68,8 +81,9 @@ fn jpeg_like_tf(
     path: &Path,
     width: u32,
     height: u32,
+    max_pixels: u64,
 ) -> Result<RgbImage, PreprocessError> {
-    let data = crate::jpeg::decode_rgb(bytes, path)?;
+    let data = crate::jpeg::decode_rgb(bytes, path, max_pixels)?;
     let (width, height) = (width as usize, height as usize);
     if data.len() != width * height * 3 {
         return Err(PreprocessError::Undecodable {
@@ -109,6 +123,34 @@ fn png_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
     }
     let be = |b: &[u8]| Some(u32::from_be_bytes(b.try_into().ok()?));
     Some((be(&ihdr[4..8])?, be(&ihdr[8..12])?))
+}
+
+/// Width and height from a JPEG's first SOF segment: the segments after SOI are walked by
+/// their lengths (fill bytes and standalone markers skipped) up to SOS; `None` when the
+/// walk runs off the bytes first. libjpeg checks its own reading again before decoding.
+fn jpeg_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    let mut at = 2;
+    loop {
+        if *bytes.get(at)? != 0xFF {
+            return None;
+        }
+        let marker = *bytes.get(at + 1)?;
+        match marker {
+            0xFF => at += 1,
+            0x01 | 0xD0..=0xD7 => at += 2,
+            0xD8 | 0xD9 | 0xDA => return None,
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                let sof = bytes.get(at + 5..at + 9)?;
+                let height = u16::from_be_bytes([sof[0], sof[1]]);
+                let width = u16::from_be_bytes([sof[2], sof[3]]);
+                return Some((u32::from(width), u32::from(height)));
+            }
+            _ => {
+                let len = usize::from(u16::from_be_bytes([*bytes.get(at + 2)?, *bytes.get(at + 3)?]));
+                at += 2 + len;
+            }
+        }
+    }
 }
 
 fn check_pixels(path: &Path, width: u32, height: u32, limit: u64) -> Result<(), PreprocessError> {
@@ -182,6 +224,19 @@ fn rgb_from<T: Copy>(samples: &[T], channels: usize, to_u8: fn(T) -> u8) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jpeg_size_is_read_from_the_first_sof_after_other_segments() {
+        // SOI, fill byte, APP0 of 4 bytes, RST0, SOF2 of 300 wide and 200 high.
+        let bytes = [
+            0xFF, 0xD8, 0xFF, 0xFF, 0xE0, 0x00, 0x04, 0xAA, 0xBB, 0xFF, 0xD0, 0xFF, 0xC2, 0x00,
+            0x11, 0x08, 0x00, 0xC8, 0x01, 0x2C,
+        ];
+        assert_eq!(jpeg_dimensions(&bytes), Some((300, 200)));
+        // DHT (0xC4) is not a SOF; SOS before any SOF, or running off the end, gives None.
+        assert_eq!(jpeg_dimensions(&[0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x02, 0xFF, 0xDA]), None);
+        assert_eq!(jpeg_dimensions(&bytes[..15]), None);
+    }
 
     #[test]
     fn grey_alpha_is_replicated_and_alpha_dropped() {

@@ -3,7 +3,8 @@
 //!
 //! Owns: image decoding (PNG with the `image` crate, JPEG with libjpeg-turbo's IFAST IDCT as
 //! TF uses it, made RGB as TF's `decode_image(channels=3)` makes it: grey replicated, alpha
-//! dropped, 16-bit samples cut to their high byte), refusing empty, undecodable or oversized
+//! dropped, 16-bit samples cut to their high byte, CMYK and YCCK converted with TF's own
+//! formulas), reading only regular files of at most [`MAX_PHOTO_BYTES`], refusing empty, undecodable or oversized
 //! files before any pixel is decoded, the conversion to float (`convert_image_dtype`),
 //! `central_crop(0.875)` and TF1's `resize_bilinear(align_corners=False,
 //! half_pixel_centers=False)` to the module's size, all with TF's order of operations (the
@@ -19,7 +20,8 @@ mod jpeg;
 pub mod labels;
 mod resize;
 
-pub use decode::{decode_rgb8, load_rgb8, RgbImage, DEFAULT_MAX_PIXELS};
+pub use decode::{decode_rgb8, load_rgb8, RgbImage, DEFAULT_MAX_PIXELS, MAX_PHOTO_BYTES};
+pub use jpeg::cmyk_to_rgb_like_tf;
 pub use error::PreprocessError;
 pub use resize::{central_crop, central_crop_box, resize_bilinear, to_float, CropBox, FloatImage};
 
