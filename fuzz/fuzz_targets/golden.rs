@@ -25,13 +25,23 @@ fn check(bytes: &[u8]) {
         return;
     };
     let model = model_of(&golden);
-    assert!(golden.check_fits(&model).is_ok(), "a golden must fit the model it describes");
-    let cells: Vec<(&str, &Tensor)> = golden.cells().iter().map(|(s, t)| (s.as_str(), t)).collect();
+    assert!(
+        golden.check_fits(&model).is_ok(),
+        "a golden must fit the model it describes"
+    );
+    let cells: Vec<(&str, &Tensor)> = golden
+        .cells()
+        .iter()
+        .map(|(s, t)| (s.as_str(), t))
+        .collect();
     let outputs = outputs_of(&golden);
     let report = verify::judge(&golden, Options::default(), cells.iter().copied(), &outputs)
         .expect("our outputs equal to the golden are comparable");
     assert!(report.pass, "identical outputs must PASS");
-    let nan = Options { atol: f32::NAN, ..Options::default() };
+    let nan = Options {
+        atol: f32::NAN,
+        ..Options::default()
+    };
     assert!(matches!(
         verify::judge(&golden, nan, cells.iter().copied(), &outputs),
         Err(VerifyError::Usage(_))
@@ -48,14 +58,20 @@ fn check_nan_fails(golden: &Golden, cells: &[(&str, &Tensor)], outputs: &Outputs
             .iter()
             .enumerate()
             .map(|(i, &(s, t))| (s, if i == k { &poisoned } else { t }));
-        let report = verify::judge(golden, Options::default(), with_nan, outputs).expect("comparable");
+        let report =
+            verify::judge(golden, Options::default(), with_nan, outputs).expect("comparable");
         assert!(!report.pass, "NaN in {} passed", cells[k].0);
     }
     let mut nan_features = outputs.clone();
     if let Some(v) = nan_features.features.first_mut() {
         *v = f32::NAN;
-        let report = verify::judge(golden, Options::default(), cells.iter().copied(), &nan_features)
-            .expect("comparable");
+        let report = verify::judge(
+            golden,
+            Options::default(),
+            cells.iter().copied(),
+            &nan_features,
+        )
+        .expect("comparable");
         assert!(!report.pass, "NaN in features passed");
     }
 }
@@ -108,12 +124,15 @@ fn seed() -> &'static [u8] {
             .iter()
             .map(|(_, shape)| {
                 let len = shape.iter().product::<usize>();
-                (0..len).flat_map(|i| (i as f32 * 0.25 - 0.5).to_le_bytes()).collect()
+                (0..len)
+                    .flat_map(|i| (i as f32 * 0.25 - 0.5).to_le_bytes())
+                    .collect()
             })
             .collect();
         let views = tensors.iter().zip(&data).map(|((name, shape), bytes)| {
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .expect("seed tensor");
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .expect("seed tensor");
             (name.to_string(), view)
         });
         safetensors::serialize(views, None).expect("seed golden")

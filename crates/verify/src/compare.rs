@@ -64,15 +64,12 @@ pub struct Report {
 /// Errors (bad input or usage, not a failed verification): tolerances that are not finite
 /// and non-negative, a golden file that does not fit the network, or a golden tensor that
 /// could not be compared.
-pub fn verify(
-    network: &Network,
-    golden: &Golden,
-    options: Options,
-) -> Result<Report, VerifyError> {
+pub fn verify(network: &Network, golden: &Golden, options: Options) -> Result<Report, VerifyError> {
     options.check()?;
     golden.check_against(network.spec())?;
     let mut judge = Judge::new(golden, options);
-    let outputs = network.forward_with_taps(golden.images(), |scope, ours| judge.cell(scope, ours))?;
+    let outputs =
+        network.forward_with_taps(golden.images(), |scope, ours| judge.cell(scope, ours))?;
     judge.finish(&outputs)
 }
 
@@ -130,7 +127,10 @@ impl<'a> Judge<'a> {
         }
         let pass = match self.golden.cells.get(scope) {
             Some(theirs) if theirs.shape != ours.shape => {
-                self.not_compared(&name, &format!("ours {:?}, golden {:?}", ours.shape, theirs.shape));
+                self.not_compared(
+                    &name,
+                    &format!("ours {:?}, golden {:?}", ours.shape, theirs.shape),
+                );
                 false
             }
             Some(theirs) => {
@@ -161,7 +161,12 @@ impl<'a> Judge<'a> {
 
     /// The report, once the network has run; an error if any golden tensor was not compared.
     pub(crate) fn finish(mut self, outputs: &Outputs) -> Result<Report, VerifyError> {
-        if let Some(scope) = self.golden.cells.keys().find(|s| !self.compared.contains(*s)) {
+        if let Some(scope) = self
+            .golden
+            .cells
+            .keys()
+            .find(|s| !self.compared.contains(*s))
+        {
             let name = format!("{CELL_PREFIX}{scope}");
             self.not_compared(&name, "the network produced no such cell");
         }
@@ -171,16 +176,40 @@ impl<'a> Judge<'a> {
             let ours = outputs.logits.as_deref().unwrap_or_default();
             if ours.len() == golden_logits.len() {
                 out.push(compare("logits", ours, golden_logits, self.options));
-                top_k = Some(top_k_agreement(ours, golden_logits, *classes, self.options.top_k));
+                top_k = Some(top_k_agreement(
+                    ours,
+                    golden_logits,
+                    *classes,
+                    self.options.top_k,
+                ));
             } else {
-                self.not_compared("logits", &format!("ours has {} values, golden {}", ours.len(), golden_logits.len()));
+                self.not_compared(
+                    "logits",
+                    &format!(
+                        "ours has {} values, golden {}",
+                        ours.len(),
+                        golden_logits.len()
+                    ),
+                );
             }
         }
         if let Some((golden_features, _)) = &self.golden.features {
             if outputs.features.len() == golden_features.len() {
-                out.push(compare("features", &outputs.features, golden_features, self.options));
+                out.push(compare(
+                    "features",
+                    &outputs.features,
+                    golden_features,
+                    self.options,
+                ));
             } else {
-                self.not_compared("features", &format!("ours has {} values, golden {}", outputs.features.len(), golden_features.len()));
+                self.not_compared(
+                    "features",
+                    &format!(
+                        "ours has {} values, golden {}",
+                        outputs.features.len(),
+                        golden_features.len()
+                    ),
+                );
             }
         }
         if let Some(error) = self.error {
@@ -190,7 +219,9 @@ impl<'a> Judge<'a> {
     }
 
     fn report(self, outputs: Vec<Comparison>, top_k: Option<TopK>) -> Report {
-        let top_ok = top_k.as_ref().is_none_or(|t| t.images > 0 && t.topk_agree == t.images);
+        let top_ok = top_k
+            .as_ref()
+            .is_none_or(|t| t.images > 0 && t.topk_agree == t.images);
         let pass = top_ok
             && !outputs.is_empty()
             && self.first_divergent_cell.is_none()
@@ -246,7 +277,11 @@ pub(crate) fn compare(name: &str, ours: &[f32], golden: &[f32], options: Options
         }
     }
     let lengths_match = ours.len() == golden.len() && !golden.is_empty();
-    let max_abs_error = if non_finite > 0 { f32::NAN } else { max_abs_error as f32 };
+    let max_abs_error = if non_finite > 0 {
+        f32::NAN
+    } else {
+        max_abs_error as f32
+    };
     Comparison {
         name: name.to_string(),
         max_abs_error,
@@ -335,7 +370,10 @@ fn comparison_line(c: &Comparison) -> String {
     } else if c.non_finite > 0 {
         format!("FAIL ({} of {} values NaN or Inf)", c.non_finite, c.values)
     } else {
-        format!("FAIL ({} of {} values outside the bar)", c.outside_bar, c.values)
+        format!(
+            "FAIL ({} of {} values outside the bar)",
+            c.outside_bar, c.values
+        )
     };
     format!(
         "{:<44} {:>12.3e} {:>12.3e} {:>12.4} {result}\n",
@@ -356,7 +394,11 @@ mod tests {
     fn outputs_of(golden: &Golden) -> Outputs {
         Outputs {
             n: golden.batch(),
-            features: golden.features.as_ref().map(|m| m.0.clone()).unwrap_or_default(),
+            features: golden
+                .features
+                .as_ref()
+                .map(|m| m.0.clone())
+                .unwrap_or_default(),
             logits: golden.logits.as_ref().map(|m| m.0.clone()),
         }
     }
@@ -366,8 +408,11 @@ mod tests {
         golden: &Golden,
         edit: impl FnOnce(&mut Vec<(String, Tensor)>, &mut Outputs),
     ) -> Result<Report, VerifyError> {
-        let mut cells: Vec<(String, Tensor)> =
-            golden.cells.iter().map(|(s, t)| (s.clone(), t.clone())).collect();
+        let mut cells: Vec<(String, Tensor)> = golden
+            .cells
+            .iter()
+            .map(|(s, t)| (s.clone(), t.clone()))
+            .collect();
         let mut outputs = outputs_of(golden);
         edit(&mut cells, &mut outputs);
         judge(
@@ -389,7 +434,11 @@ mod tests {
 
     #[test]
     fn non_finite_values_never_pass_whatever_the_bar() {
-        let huge = Options { atol: f32::MAX, rtol: f32::MAX, top_k: 5 };
+        let huge = Options {
+            atol: f32::MAX,
+            rtol: f32::MAX,
+            top_k: 5,
+        };
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             for o in [Options::default(), huge] {
                 let ours = compare("x", &[0.0, bad], &[0.0, 10.0], o);
@@ -406,7 +455,10 @@ mod tests {
     #[test]
     fn the_bar_cannot_overflow_into_a_pass() {
         // In f32, f32::MAX * 10 is +Inf and so is |f32::MAX - (-f32::MAX)|.
-        let o = Options { atol: f32::MAX, ..Options::default() };
+        let o = Options {
+            atol: f32::MAX,
+            ..Options::default()
+        };
         assert!(compare("x", &[f32::MAX], &[-f32::MAX], o).pass);
         let o = Options::default();
         let c = compare("x", &[f32::MAX], &[-f32::MAX], o);
@@ -445,8 +497,14 @@ mod tests {
         })
         .unwrap();
         assert!(!report.pass);
-        assert_eq!(report.first_divergent_cell.as_deref(), Some("cell_output/a"));
-        assert_eq!(report.first_non_finite_cell.as_deref(), Some("cell_output/a"));
+        assert_eq!(
+            report.first_divergent_cell.as_deref(),
+            Some("cell_output/a")
+        );
+        assert_eq!(
+            report.first_non_finite_cell.as_deref(),
+            Some("cell_output/a")
+        );
         let text = report.to_text(Options::default());
         assert!(text.contains("FAIL (1 of 16 values NaN or Inf)"), "{text}");
         assert!(text.ends_with("FAIL\n"), "{text}");
@@ -462,7 +520,10 @@ mod tests {
         })
         .unwrap();
         assert!(!report.pass);
-        assert_eq!(report.first_divergent_cell.as_deref(), Some("cell_output/hidden"));
+        assert_eq!(
+            report.first_divergent_cell.as_deref(),
+            Some("cell_output/hidden")
+        );
         assert_eq!(report.cells_not_in_golden, ["hidden"]);
     }
 
@@ -501,7 +562,10 @@ mod tests {
         let g = small();
         let err = judge_with(&g, |cells, _| cells.truncate(1)).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("`cell_output/b` could not be compared"), "{text}");
+        assert!(
+            text.contains("`cell_output/b` could not be compared"),
+            "{text}"
+        );
         assert!(text.starts_with("test.golden.safetensors"), "{text}");
     }
 
@@ -509,9 +573,16 @@ mod tests {
     fn golden_logits_without_ours_are_an_error() {
         let g = small();
         let err = judge_with(&g, |_, o| o.logits = None).unwrap_err();
-        assert!(err.to_string().contains("`logits` could not be compared"), "{err}");
+        assert!(
+            err.to_string().contains("`logits` could not be compared"),
+            "{err}"
+        );
         let err = judge_with(&g, |cells, _| cells[1].1.shape = [2, 4, 1, 1]).unwrap_err();
-        assert!(err.to_string().contains("`cell_output/b` could not be compared"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`cell_output/b` could not be compared"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -550,12 +621,19 @@ mod tests {
     /// Ours: golden plus `noise` times the bar (within it when |noise| <= 0.5).
     fn ours_within(golden: &[f32], noise: &[f64], atol: f32) -> Vec<f32> {
         let bar = bar_of(golden, atol);
-        golden.iter().zip(noise).map(|(&g, &u)| (f64::from(g) + u * bar) as f32).collect()
+        golden
+            .iter()
+            .zip(noise)
+            .map(|(&g, &u)| (f64::from(g) + u * bar) as f32)
+            .collect()
     }
 
     /// The bar computed independently of `compare`.
     fn bar_of(golden: &[f32], atol: f32) -> f64 {
-        let max = golden.iter().map(|g| f64::from(g.abs())).fold(1.0, f64::max);
+        let max = golden
+            .iter()
+            .map(|g| f64::from(g.abs()))
+            .fold(1.0, f64::max);
         f64::from(atol) * max
     }
 

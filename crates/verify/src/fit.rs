@@ -67,9 +67,11 @@ impl Golden {
                 ))
             }
             (Some(_), None) => {
-                return Err("`logits` cannot be compared: the model has no classifier (a \
+                return Err(
+                    "`logits` cannot be compared: the model has no classifier (a \
                             feature-vector module); a golden file of another model?"
-                    .into())
+                        .into(),
+                )
             }
             _ => {}
         }
@@ -111,7 +113,12 @@ impl Golden {
 /// The model's cell scopes, shortened for a message when there are many.
 fn cell_list(model: &ModelOutputs) -> String {
     const SHOWN: usize = 8;
-    let mut list: Vec<&str> = model.cells.iter().take(SHOWN).map(|(s, _)| s.as_str()).collect();
+    let mut list: Vec<&str> = model
+        .cells
+        .iter()
+        .take(SHOWN)
+        .map(|(s, _)| s.as_str())
+        .collect();
     if model.cells.len() > SHOWN {
         list.push("…");
         if let Some((last, _)) = model.cells.last() {
@@ -152,7 +159,10 @@ mod tests {
         let mut model = small_model();
         model.cells.retain(|(s, _)| s != "b");
         let text = misfit(&model);
-        assert!(text.contains("`cell_output/b` cannot be compared: the model has no cell `b`"), "{text}");
+        assert!(
+            text.contains("`cell_output/b` cannot be compared: the model has no cell `b`"),
+            "{text}"
+        );
         assert!(text.contains("its cells: a"), "{text}");
     }
 
@@ -163,7 +173,10 @@ mod tests {
             model.cells[0].1 = wrong;
             let text = misfit(&model);
             let expected = format!("outputs {:?}", [2, wrong[0], wrong[1], wrong[2]]);
-            assert!(text.contains("`cell_output/a` has shape [2, 2, 2, 2]"), "{text}");
+            assert!(
+                text.contains("`cell_output/a` has shape [2, 2, 2, 2]"),
+                "{text}"
+            );
             assert!(text.contains(&expected), "{text}");
         }
     }
@@ -178,7 +191,8 @@ mod tests {
         assert!(misfit(&model).contains("`logits` have 5 classes but the model has 6"));
         let mut model = small_model();
         model.num_features = 4;
-        assert!(misfit(&model).contains("`features` have 3 values but the model's feature vector has 4"));
+        assert!(misfit(&model)
+            .contains("`features` have 3 values but the model's feature vector has 4"));
         let mut model = small_model();
         model.image_size = [4, 5];
         assert!(misfit(&model).contains("`images` are 4x4 but the model takes 4x5"));

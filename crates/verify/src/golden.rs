@@ -62,7 +62,8 @@ impl Golden {
 
     /// Validates the bytes of a golden file; `path` only names it in errors.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Golden, GoldenError> {
-        parse(bytes).map_err(|problem| golden_error(path, problem))
+        parse(bytes)
+            .map_err(|problem| golden_error(path, problem))
             .map(|parts| Golden {
                 path: path.to_path_buf(),
                 ..parts
@@ -134,9 +135,7 @@ fn parse(bytes: &[u8]) -> Result<Golden, String> {
         match role {
             Role::Images => {}
             Role::Logits => golden.logits = Some(matrix(&view, "logits", n, MAX_CLASSES)?),
-            Role::Features => {
-                golden.features = Some(matrix(&view, "features", n, MAX_FEATURES)?)
-            }
+            Role::Features => golden.features = Some(matrix(&view, "features", n, MAX_FEATURES)?),
             Role::Cell(scope) => {
                 check_cell_shape(name, view.shape(), n)?;
                 golden.cells.insert(scope.clone(), nhwc(&view, name)?);
@@ -193,7 +192,9 @@ fn role(name: &str) -> Result<Role, String> {
 fn is_scope(scope: &str) -> bool {
     !scope.is_empty()
         && scope.len() <= MAX_SCOPE_LEN
-        && scope.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && scope
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// A name from the file, quoted and escaped, and shortened when absurdly long, so that a
@@ -254,7 +255,11 @@ fn check_cell_shape(name: &str, shape: &[usize], n: usize) -> Result<(), String>
     if batch != n {
         return Err(format!("`{name}` has batch {batch} but `images` has {n}"));
     }
-    let caps = [("h", h, MAX_IMAGE_SIDE), ("w", w, MAX_IMAGE_SIDE), ("c", c, MAX_CHANNELS)];
+    let caps = [
+        ("h", h, MAX_IMAGE_SIDE),
+        ("w", w, MAX_IMAGE_SIDE),
+        ("c", c, MAX_CHANNELS),
+    ];
     for (what, value, cap) in caps {
         check_dim(what, value, cap)
             .map_err(|why| format!("`{name}` has shape {shape:?}: {why}"))?;
@@ -273,8 +278,7 @@ fn matrix(view: &TensorView<'_>, name: &str, n: usize, cap: usize) -> Result<Mat
             shape[0]
         ));
     }
-    check_dim("K", shape[1], cap)
-        .map_err(|why| format!("`{name}` has shape {shape:?}: {why}"))?;
+    check_dim("K", shape[1], cap).map_err(|why| format!("`{name}` has shape {shape:?}: {why}"))?;
     Ok((finite_values(view, name)?, shape))
 }
 
@@ -343,7 +347,11 @@ mod tests {
     #[test]
     fn non_finite_values_in_every_kind_of_tensor_are_refused() {
         for index in 0..small_golden().len() {
-            for (bad, word) in [(f32::NAN, "NaN"), (f32::INFINITY, "+Inf"), (f32::NEG_INFINITY, "-Inf")] {
+            for (bad, word) in [
+                (f32::NAN, "NaN"),
+                (f32::INFINITY, "+Inf"),
+                (f32::NEG_INFINITY, "-Inf"),
+            ] {
                 let tensors = with(|t| {
                     let values = &mut t[index].2;
                     let last = values.len() - 1;
@@ -359,7 +367,13 @@ mod tests {
 
     #[test]
     fn unknown_tensor_names_are_refused() {
-        for name in ["extra", "logits2", "cell_output/", "cell_output/a/b", "cell_output/\u{1b}[2J"] {
+        for name in [
+            "extra",
+            "logits2",
+            "cell_output/",
+            "cell_output/a/b",
+            "cell_output/\u{1b}[2J",
+        ] {
             let tensors = with(|t| t.push((name, vec![1], vec![0.0])));
             let text = refused(&tensors);
             assert!(text.contains(&format!("{name:?}")), "{name}: {text}");
@@ -378,8 +392,12 @@ mod tests {
     #[test]
     fn other_dtypes_are_refused_naming_the_tensor() {
         let bytes = [0u8; 16];
-        for (name, shape) in [("features", vec![2, 1]), ("cell_output/a", vec![2, 1, 1, 1])] {
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F64, shape, &bytes).unwrap();
+        for (name, shape) in [
+            ("features", vec![2, 1]),
+            ("cell_output/a", vec![2, 1, 1, 1]),
+        ] {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F64, shape, &bytes)
+                .unwrap();
             let mut views = vec![(name.to_string(), view)];
             let others = with(|t| t.retain(|s| s.0 != name));
             let other_bytes = golden_bytes(&others);
@@ -408,16 +426,44 @@ mod tests {
     #[test]
     fn empty_and_absurd_dimensions_are_refused_naming_the_cap() {
         let cases: Vec<(Spec<'static>, &str)> = vec![
-            (("images", vec![2, 0, 4, 3], vec![]), "H is 0, allowed 1 to 4096"),
+            (
+                ("images", vec![2, 0, 4, 3], vec![]),
+                "H is 0, allowed 1 to 4096",
+            ),
             (("images", vec![2, 4, 4, 1], ramp(32)), "1 channels, not 3"),
             (("images", vec![2, 4, 4], ramp(32)), "not 4 dimensions"),
-            (("logits", vec![2, 0], vec![]), "K is 0, allowed 1 to 100000"),
-            (("cell_output/a", vec![2, 2, 0, 2], vec![]), "w is 0, allowed 1 to 4096"),
-            (("cell_output/a", vec![2, 1, 1, MAX_CHANNELS + 1], vec![0.0; 2 * (MAX_CHANNELS + 1)]), "c is 65537, allowed 1 to 65536"),
-            (("cell_output/a", vec![2, 8], ramp(16)), "expected 4 dimensions"),
-            (("cell_output/a", vec![1, 2, 2, 4], ramp(16)), "has batch 1 but `images` has 2"),
-            (("logits", vec![3, 5], ramp(15)), "`logits` has batch 3 but `images` has 2"),
-            (("features", vec![6], ramp(6)), "`features` has shape [6], expected [N, K]"),
+            (
+                ("logits", vec![2, 0], vec![]),
+                "K is 0, allowed 1 to 100000",
+            ),
+            (
+                ("cell_output/a", vec![2, 2, 0, 2], vec![]),
+                "w is 0, allowed 1 to 4096",
+            ),
+            (
+                (
+                    "cell_output/a",
+                    vec![2, 1, 1, MAX_CHANNELS + 1],
+                    vec![0.0; 2 * (MAX_CHANNELS + 1)],
+                ),
+                "c is 65537, allowed 1 to 65536",
+            ),
+            (
+                ("cell_output/a", vec![2, 8], ramp(16)),
+                "expected 4 dimensions",
+            ),
+            (
+                ("cell_output/a", vec![1, 2, 2, 4], ramp(16)),
+                "has batch 1 but `images` has 2",
+            ),
+            (
+                ("logits", vec![3, 5], ramp(15)),
+                "`logits` has batch 3 but `images` has 2",
+            ),
+            (
+                ("features", vec![6], ramp(6)),
+                "`features` has shape [6], expected [N, K]",
+            ),
         ];
         for (replacement, problem) in cases {
             let tensors = with(|t| {
@@ -432,7 +478,9 @@ mod tests {
 
     #[test]
     fn too_many_tensors_are_refused_before_reading_them() {
-        let names: Vec<String> = (0..=MAX_CELLS).map(|i| format!("cell_output/c{i}")).collect();
+        let names: Vec<String> = (0..=MAX_CELLS)
+            .map(|i| format!("cell_output/c{i}"))
+            .collect();
         let mut tensors = small_golden();
         for name in &names {
             let name: &'static str = Box::leak(name.clone().into_boxed_str());
@@ -457,16 +505,28 @@ mod tests {
         assert!(text.contains("missing.safetensors: cannot read"), "{text}");
 
         let fifo = dir.path().join("fifo.safetensors");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
         assert!(made.success());
         let text = Golden::open(&fifo).unwrap_err().to_string();
-        assert!(text.contains("fifo.safetensors") && text.contains("FIFO"), "{text}");
+        assert!(
+            text.contains("fifo.safetensors") && text.contains("FIFO"),
+            "{text}"
+        );
 
         // Sparse: the size is refused from the metadata, nothing is read.
         let huge = dir.path().join("huge.safetensors");
-        std::fs::File::create(&huge).unwrap().set_len(MAX_GOLDEN_BYTES + 1).unwrap();
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(MAX_GOLDEN_BYTES + 1)
+            .unwrap();
         let text = Golden::open(&huge).unwrap_err().to_string();
-        assert!(text.contains(&format!("{MAX_GOLDEN_BYTES}-byte limit")), "{text}");
+        assert!(
+            text.contains(&format!("{MAX_GOLDEN_BYTES}-byte limit")),
+            "{text}"
+        );
 
         let good = dir.path().join("good.safetensors");
         std::fs::write(&good, golden_bytes(&small_golden())).unwrap();

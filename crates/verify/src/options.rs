@@ -77,13 +77,21 @@ mod tests {
 
     #[test]
     fn nan_inf_and_negative_tolerances_are_refused() {
-        for text in ["NaN", "nan", "inf", "-inf", "infinity", "-1e-4", "-1", "abc", ""] {
+        for text in [
+            "NaN", "nan", "inf", "-inf", "infinity", "-1e-4", "-1", "abc", "",
+        ] {
             let err = parse_tolerance(text).unwrap_err();
             assert!(err.contains("finite number >= 0"), "{text}: {err}");
         }
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -1e-6] {
-            let atol = Options { atol: bad, ..Options::default() };
-            let rtol = Options { rtol: bad, ..Options::default() };
+            let atol = Options {
+                atol: bad,
+                ..Options::default()
+            };
+            let rtol = Options {
+                rtol: bad,
+                ..Options::default()
+            };
             for (options, name) in [(atol, "--atol"), (rtol, "--rtol")] {
                 let Err(VerifyError::Usage(message)) = options.check() else {
                     panic!("{bad} accepted for {name}");
@@ -96,7 +104,10 @@ mod tests {
 
     #[test]
     fn top_k_zero_is_refused() {
-        let options = Options { top_k: 0, ..Options::default() };
+        let options = Options {
+            top_k: 0,
+            ..Options::default()
+        };
         assert!(matches!(options.check(), Err(VerifyError::Usage(_))));
     }
 }
