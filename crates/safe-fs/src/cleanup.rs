@@ -249,4 +249,50 @@ mod tests {
         remove_tree(libc::AT_FDCWD, c.as_ptr(), MAX_TREE_DEPTH);
         assert!(!root.exists());
     }
+
+    /// Forks a child that maps a file, truncates it and reads past the new end: the SIGBUS
+    /// handler must remove the registered temporary output and exit with code 2. Everything
+    /// the child needs is prepared before the fork (no allocation after it).
+    #[test]
+    fn sigbus_on_a_shrunk_map_removes_unfinished_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = dir.path().join("shard");
+        let output = dir.path().join(".out.tmp");
+        std::fs::write(&shard, vec![1u8; 1 << 16]).unwrap();
+        std::fs::write(&output, b"partial").unwrap();
+        let registration = register_file(&output);
+        let mapped = register_mapped(&shard);
+        let shard_c = CString::new(shard.as_os_str().as_bytes()).unwrap();
+        // SAFETY: plain open/mmap of our own file.
+        let (fd, map) = unsafe {
+            let fd = libc::open(shard_c.as_ptr(), libc::O_RDONLY);
+            assert!(fd >= 0);
+            let map = libc::mmap(null_mut(), 1 << 16, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+            assert_ne!(map, libc::MAP_FAILED);
+            (fd, map)
+        };
+        // SAFETY: the child only calls async-signal-safe functions and `install` (sigaction).
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            install();
+            // SAFETY: truncate our own file, then read a mapped page past its new end.
+            unsafe {
+                libc::truncate(shard_c.as_ptr(), 0);
+                let byte = std::ptr::read_volatile((map as *const u8).add(8192));
+                libc::_exit(i32::from(byte) + 10);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child; then unmapping and closing what we mapped.
+        unsafe {
+            libc::waitpid(pid, &mut status, 0);
+            libc::munmap(map, 1 << 16);
+            libc::close(fd);
+        }
+        drop((registration, mapped));
+        assert!(libc::WIFEXITED(status), "child status {status}");
+        assert_eq!(libc::WEXITSTATUS(status), 2);
+        assert!(!output.exists(), "the unfinished output was removed");
+        assert!(shard.exists(), "a mapped input is never removed");
+    }
 }
