@@ -3,13 +3,18 @@
 //!
 //! A photo that cannot be read, decoded, or is over the pixel limit is reported on stderr
 //! (naming the file) and skipped; the others are still classified, and the exit code is 2.
+//!
+//! Output goes only through fallible writes on a locked stdout (`writeln!` and `?`), so a
+//! closed pipe or a full disk comes back to `main` as an `io::Error`, never as a panic. Paths
+//! that are not UTF-8 are shown lossily (each invalid byte sequence as U+FFFD) in JSON and
+//! text, and control characters in paths and messages are shown as `\u{…}` escapes.
 
 use anyhow::Context;
 use model_io::Model;
 use nasnet_forward::{Network, Tensor};
 use preprocess::labels;
 use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -26,7 +31,8 @@ pub struct Args {
     /// How many labels to print per photo.
     #[arg(long, default_value_t = 5)]
     top: usize,
-    /// Print JSON (one array, an object per photo) instead of text.
+    /// Print JSON (one array, an object per photo) instead of text. A path that is not UTF-8
+    /// is given lossily, each invalid byte sequence as U+FFFD.
     #[arg(long)]
     json: bool,
     /// Photos run through the network at once (memory grows with it).
@@ -107,7 +113,7 @@ fn classify_all(classifier: &Classifier, args: &Args) -> anyhow::Result<Vec<Outc
     let mut outcomes = Vec::with_capacity(args.images.len());
     for chunk in args.images.chunks(usize::from(args.batch)) {
         let batch = classify_batch(classifier, chunk)?;
-        bar.suspend(|| report(&batch, args.json));
+        bar.suspend(|| report(&batch, args.json))?;
         bar.inc(chunk.len() as u64);
         outcomes.extend(batch);
     }
@@ -168,38 +174,71 @@ fn top_labels(logits: &[f32], k: usize) -> Vec<(usize, String, f32)> {
 }
 
 /// Text results on stdout (unless JSON is wanted at the end), errors on stderr.
-fn report(batch: &[Outcome], json: bool) {
+fn report(batch: &[Outcome], json: bool) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
     for outcome in batch {
         match &outcome.result {
-            Err(message) => eprintln!("error: {message}"),
-            Ok(prediction) if !json => print_text(&outcome.path, prediction),
+            Err(message) => report_error(message),
+            Ok(prediction) if !json => print_text(&mut stdout, &outcome.path, prediction)?,
             Ok(_) => {}
         }
     }
+    stdout.flush()
 }
 
-fn print_text(path: &Path, prediction: &Prediction) {
-    println!("{}", path.display());
+/// A photo's error on stderr. Nothing can be done if stderr itself is closed, so a failed
+/// write there is ignored (instead of `eprintln!`'s panic).
+fn report_error(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "error: {}", printable(message));
+}
+
+fn print_text(out: &mut impl Write, path: &Path, prediction: &Prediction) -> std::io::Result<()> {
+    writeln!(out, "{}", printable(&path.to_string_lossy()))?;
     for (index, label, p) in &prediction.top {
-        println!("  {p:.4}  {label} ({index})");
+        writeln!(out, "  {p:.4}  {label} ({index})")?;
     }
+    Ok(())
+}
+
+/// `text` with control characters (newlines, terminal escape sequences) as `\u{…}` escapes,
+/// so a file name can neither start a fake result line nor rewrite the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_unicode().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// A photo's path as JSON text: lossy where it is not UTF-8 (never an error, unlike
+/// serialising the `PathBuf` itself).
+fn json_path(path: &Path) -> serde_json::Value {
+    serde_json::Value::String(path.to_string_lossy().into_owned())
 }
 
 fn print_json(outcomes: &[Outcome], labels_wanted: bool) -> anyhow::Result<()> {
     let items: Vec<serde_json::Value> = outcomes
         .iter()
         .map(|o| match &o.result {
-            Err(message) => serde_json::json!({ "image": o.path, "error": message }),
+            Err(message) => serde_json::json!({ "image": json_path(&o.path), "error": message }),
             Ok(p) if labels_wanted => serde_json::json!({
-                "image": o.path,
+                "image": json_path(&o.path),
                 "top": p.top.iter().map(|(index, label, probability)| serde_json::json!({
                     "index": index, "label": label, "probability": probability
                 })).collect::<Vec<_>>(),
             }),
-            Ok(_) => serde_json::json!({ "image": o.path }),
+            Ok(_) => serde_json::json!({ "image": json_path(&o.path) }),
         })
         .collect();
-    println!("{}", serde_json::to_string_pretty(&items)?);
+    let text = serde_json::to_string_pretty(&items)?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    stdout.flush()?;
     Ok(())
 }
 
@@ -215,7 +254,10 @@ fn write_features(path: &Path, outcomes: &[Outcome], dim: usize) -> anyhow::Resu
         .iter()
         .flat_map(|(_, p)| p.features.iter().flat_map(|v| v.to_le_bytes()))
         .collect();
-    let names: Vec<String> = good.iter().map(|(p, _)| p.display().to_string()).collect();
+    let names: Vec<String> = good
+        .iter()
+        .map(|(p, _)| p.to_string_lossy().into_owned())
+        .collect();
     let view = safetensors::tensor::TensorView::new(
         safetensors::Dtype::F32,
         vec![good.len(), dim],
@@ -223,7 +265,8 @@ fn write_features(path: &Path, outcomes: &[Outcome], dim: usize) -> anyhow::Resu
     )?;
     let metadata = HashMap::from([("images".to_string(), serde_json::to_string(&names)?)]);
     let serialized = safetensors::serialize([("features", view)], Some(metadata))?;
-    super::write_atomically(path, &serialized)
+    let inputs: Vec<&Path> = outcomes.iter().map(|o| o.path.as_path()).collect();
+    super::write_atomically(path, &inputs, &serialized)
 }
 
 /// A photo-count bar on a terminal, for runs long enough to want one.
