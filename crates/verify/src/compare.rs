@@ -637,6 +637,18 @@ mod tests {
         f64::from(atol) * max
     }
 
+    /// Every golden that parses: identical outputs PASS, and one NaN in any compared cell FAILs.
+    fn check_verdicts(g: &Golden) -> Result<(), TestCaseError> {
+        let report = judge_with(g, |_, _| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(report.pass, "{}", report.to_text(Options::default()));
+        for k in 0..g.cells.len() {
+            let report = judge_with(g, |cells, _| cells[k].1.data[0] = f32::NAN)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(!report.pass);
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn within_the_bar_everywhere_passes((golden, noise, atol) in case()) {
@@ -663,6 +675,20 @@ mod tests {
             let c = compare("x", &ours, &golden, o);
             prop_assert!(!c.pass, "{:?} at {} passed: {:?}", bad, i, c);
             prop_assert_eq!(c.outside_bar, 1);
+        }
+
+        #[test]
+        fn any_golden_that_parses_passes_against_itself_and_fails_with_a_nan(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        ) {
+            let mut bytes = crate::test_support::golden_bytes(&small_golden());
+            for (at, byte) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] ^= byte;
+            }
+            if let Ok(g) = Golden::from_bytes(std::path::Path::new("x"), &bytes) {
+                check_verdicts(&g)?;
+            }
         }
 
         #[test]
