@@ -28,6 +28,7 @@ pub struct SafetensorsWeights {
     /// Where the data buffer starts (8 + header length).
     data_start: usize,
     header: safetensors::tensor::Metadata,
+    _mapped: safe_fs::cleanup::Registration,
 }
 
 impl SafetensorsWeights {
@@ -37,9 +38,12 @@ impl SafetensorsWeights {
             source_name: path.display().to_string(),
             problem,
         };
-        let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
+        // Regular files only: a FIFO would block the open (and the map) forever.
+        let file = safe_fs::open_regular(path).map_err(|e| err(format!("cannot open: {e}")))?;
+        let mapped = safe_fs::cleanup::register_mapped(path);
         // SAFETY: the file is opened read-only; like every mmap reader we rely on nobody
-        // truncating it while it is mapped.
+        // truncating it while it is mapped. If someone does, the binary's SIGBUS handler
+        // names this file (registered above) and removes unfinished outputs.
         let mmap =
             unsafe { memmap2::Mmap::map(&file) }.map_err(|e| err(format!("cannot map: {e}")))?;
         safetensors::SafeTensors::deserialize(&mmap)
@@ -51,6 +55,7 @@ impl SafetensorsWeights {
             mmap,
             data_start: 8 + header_len,
             header,
+            _mapped: mapped,
         })
     }
 
