@@ -54,13 +54,19 @@ fn stderr(out: &Output) -> String {
 }
 
 fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo runs");
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
     assert!(status.success());
 }
 
 fn json(out: &Output) -> Vec<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     });
     v.as_array().expect("a JSON array").clone()
 }
@@ -84,15 +90,30 @@ fn a_fifo_among_good_photos_is_named_and_the_others_classified() {
     let out = amoeba_within(&args, Duration::from_secs(300));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("{}: ", fifo.display())) && err.contains("FIFO"), "{err}");
+    assert!(
+        err.contains(&format!("{}: ", fifo.display())) && err.contains("FIFO"),
+        "{err}"
+    );
     let items = json(&out);
     assert_eq!(items.len(), 3);
     for (item, path) in items.iter().zip([&good1, &fifo, &good2]) {
         assert_eq!(item["image"], path.display().to_string());
     }
-    assert_eq!(items[0]["top"].as_array().map(Vec::len), Some(2), "{:?}", items[0]);
-    assert_eq!(items[2]["top"].as_array().map(Vec::len), Some(2), "{:?}", items[2]);
-    assert!(items[1]["error"].as_str().is_some_and(|e| e.contains("FIFO")));
+    assert_eq!(
+        items[0]["top"].as_array().map(Vec::len),
+        Some(2),
+        "{:?}",
+        items[0]
+    );
+    assert_eq!(
+        items[2]["top"].as_array().map(Vec::len),
+        Some(2),
+        "{:?}",
+        items[2]
+    );
+    assert!(items[1]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("FIFO")));
 }
 
 #[test]
@@ -102,14 +123,22 @@ fn a_non_utf8_file_name_gives_valid_json_and_text() {
     let path = dir.path().join(name);
     std::fs::copy(photo("coffee.png"), &path).expect("copied");
     let model = module();
-    let out = amoeba(&["classify".as_ref(), model.as_ref(), path.as_os_str(), "--json".as_ref()]);
+    let out = amoeba(&[
+        "classify".as_ref(),
+        model.as_ref(),
+        path.as_os_str(),
+        "--json".as_ref(),
+    ]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     let items = json(&out);
     assert_eq!(items.len(), 1);
     let image = items[0]["image"].as_str().expect("the path as a string");
-    assert!(image.ends_with("caf\u{FFFD}\u{FFFD}\nfake.png"), "{image:?}");
+    assert!(
+        image.ends_with("caf\u{FFFD}\u{FFFD}\nfake.png"),
+        "{image:?}"
+    );
     assert_eq!(items[0]["top"].as_array().map(Vec::len), Some(5));
 
     let out = amoeba(&["classify".as_ref(), model.as_ref(), path.as_os_str()]);
@@ -117,14 +146,21 @@ fn a_non_utf8_file_name_gives_valid_json_and_text() {
     let text = String::from_utf8(out.stdout).expect("text output is UTF-8");
     let first = text.lines().next().unwrap_or_default();
     // The newline in the name is escaped: the name stays on its own line, above 5 results.
-    assert!(first.ends_with("caf\u{FFFD}\u{FFFD}\\u{a}fake.png"), "{first:?}");
+    assert!(
+        first.ends_with("caf\u{FFFD}\u{FFFD}\\u{a}fake.png"),
+        "{first:?}"
+    );
     assert_eq!(text.lines().count(), 6, "{text}");
 }
 
 #[test]
 fn cmyk_and_ycck_jpegs_are_classified() {
     let model = module();
-    let photos = [cmyk_photo("cmyk_adobe.jpg"), cmyk_photo("ycck_adobe.jpg"), cmyk_photo("cmyk_plain.jpg")];
+    let photos = [
+        cmyk_photo("cmyk_adobe.jpg"),
+        cmyk_photo("ycck_adobe.jpg"),
+        cmyk_photo("cmyk_plain.jpg"),
+    ];
     let mut args: Vec<&OsStr> = vec!["classify".as_ref(), model.as_ref(), "--json".as_ref()];
     args.extend(photos.iter().map(|p| p.as_os_str()));
     let out = amoeba(&args);
@@ -134,7 +170,9 @@ fn cmyk_and_ycck_jpegs_are_classified() {
     for item in &items {
         let top = item["top"].as_array().expect("labels");
         assert_eq!(top.len(), 5, "{item:?}");
-        assert!(top.iter().all(|t| t["probability"].as_f64().is_some_and(|p| (0.0..=1.0).contains(&p))));
+        assert!(top.iter().all(|t| t["probability"]
+            .as_f64()
+            .is_some_and(|p| (0.0..=1.0).contains(&p))));
     }
 }
 
@@ -148,8 +186,15 @@ fn a_full_stdout_is_an_error_not_a_panic() {
         if json_flag {
             command.arg("--json");
         }
-        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
-        let out = command.stdout(full).stderr(Stdio::piped()).output().expect("runs");
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let out = command
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("runs");
         let err = stderr(&out);
         assert!(!err.contains("panicked"), "{err}");
         assert_eq!(out.status.code(), Some(2), "{err}");
@@ -162,7 +207,12 @@ fn a_closed_stdout_does_not_panic() {
     let model = module();
     let good = photo("chelsea.png");
     let mut child = Command::new(env!("CARGO_BIN_EXE_amoeba"))
-        .args([OsStr::new("classify"), model.as_ref(), good.as_os_str(), good.as_os_str()])
+        .args([
+            OsStr::new("classify"),
+            model.as_ref(),
+            good.as_os_str(),
+            good.as_os_str(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -174,5 +224,9 @@ fn a_closed_stdout_does_not_panic() {
     assert!(!err.contains("panicked"), "{err}");
     // Rust ignores SIGPIPE, so the write fails with BrokenPipe, which main ends quietly
     // (exit 0) once the lead's central handling is in; until then it is a clean error.
-    assert!(matches!(out.status.code(), Some(0) | Some(2)), "{:?} {err}", out.status);
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(2)),
+        "{:?} {err}",
+        out.status
+    );
 }

@@ -108,7 +108,10 @@ mod tests {
 
     #[test]
     fn xml_escapes_markup_and_drops_forbidden_characters() {
-        assert_eq!(xml("<a href='x'>&\"</a>"), "&lt;a href=&apos;x&apos;&gt;&amp;&quot;&lt;/a&gt;");
+        assert_eq!(
+            xml("<a href='x'>&\"</a>"),
+            "&lt;a href=&apos;x&apos;&gt;&amp;&quot;&lt;/a&gt;"
+        );
         assert_eq!(xml("a\u{0}b\u{FFFF}\n"), "a\u{FFFD}b\u{FFFD}\u{FFFD}");
     }
 

@@ -109,7 +109,11 @@ fn over_cap(what: String, cap: usize, cap_name: &str, usual: &str) -> DrawError 
 pub fn check_cell(cell: &CellSpec, kind: CellKind) -> Result<(), DrawError> {
     let n = cell.operations.len().max(cell.hiddenstate_indices.len());
     if n > MAX_DRAWN_OPERATIONS || cell.used_hiddenstates.len() > MAX_DRAWN_OPERATIONS + 2 {
-        let which = if kind == CellKind::Normal { "normal" } else { "reduction" };
+        let which = if kind == CellKind::Normal {
+            "normal"
+        } else {
+            "reduction"
+        };
         return Err(over_cap(
             format!("the {which} cell has {n} operations"),
             MAX_DRAWN_OPERATIONS,

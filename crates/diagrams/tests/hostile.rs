@@ -52,7 +52,11 @@ fn spec_with_names(genotype_name: &str, names: &[&str]) -> NetworkSpec {
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let kind = if i % 2 == 0 { CellKind::Normal } else { CellKind::Reduction };
+            let kind = if i % 2 == 0 {
+                CellKind::Normal
+            } else {
+                CellKind::Reduction
+            };
             cell(n, kind)
         })
         .collect();
@@ -105,7 +109,10 @@ fn dot_keeps_every_name_inside_its_quoted_string() {
         render_cell(&spec.genotype, CellKind::Normal, Format::Dot),
     ] {
         let outside = outside_quotes(&dot, true).expect("every DOT string is closed");
-        assert!(!outside.contains("EVIL"), "a name escaped its string:\n{dot}");
+        assert!(
+            !outside.contains("EVIL"),
+            "a name escaped its string:\n{dot}"
+        );
         // Outside strings there are only keywords, attribute names, numbers and punctuation.
         assert!(
             outside
@@ -137,7 +144,10 @@ fn mermaid_names_stay_inside_quotes_and_ids_are_generated() {
         assert!(m.starts_with("flowchart TB\n"));
         for line in m.lines() {
             let outside = outside_quotes(line, false).expect("quotes balance on every line");
-            assert!(!outside.contains("EVIL") && !outside.contains("%%"), "{line}");
+            assert!(
+                !outside.contains("EVIL") && !outside.contains("%%"),
+                "{line}"
+            );
             // Statements are `subgraph dK[...]`, `dKnI[...]`, `dKnI --> dKnJ`, `direction TB`, `end`.
             let words: Vec<&str> = outside
                 .split(|c: char| " []()".contains(c))
@@ -145,7 +155,8 @@ fn mermaid_names_stay_inside_quotes_and_ids_are_generated() {
                 .collect();
             for w in words {
                 let id = w.strip_prefix('d').is_some_and(|rest| {
-                    rest.split('n').all(|n| n.chars().all(|c| c.is_ascii_digit()))
+                    rest.split('n')
+                        .all(|n| n.chars().all(|c| c.is_ascii_digit()))
                 });
                 assert!(
                     id || ["flowchart", "subgraph", "direction", "TB", "end", "-->"].contains(&w),
@@ -156,7 +167,10 @@ fn mermaid_names_stay_inside_quotes_and_ids_are_generated() {
             // the name's own making (ours are numeric).
             for label in line.split('"').skip(1).step_by(2) {
                 let bare = label.replace("<br/>", "");
-                assert!(!bare.contains(['<', '>', '&', ';']) || entities_only(&bare), "{label}");
+                assert!(
+                    !bare.contains(['<', '>', '&', ';']) || entities_only(&bare),
+                    "{label}"
+                );
             }
         }
         assert!(!m.contains("EVIL\""), "{m}");
@@ -204,7 +218,11 @@ fn tags_balance(svg: &str) {
         let end = rest[start..].find('>').expect("every tag is closed") + start;
         let tag = &rest[start + 1..end];
         assert!(!tag.contains('<'), "a tag holds '<': {tag}");
-        assert_eq!(tag.matches('"').count() % 2, 0, "unbalanced quotes in <{tag}>");
+        assert_eq!(
+            tag.matches('"').count() % 2,
+            0,
+            "unbalanced quotes in <{tag}>"
+        );
         let name = tag
             .trim_start_matches('/')
             .split([' ', '/'])
@@ -236,7 +254,13 @@ fn svg_is_well_formed_and_shows_the_names() {
     for name in HOSTILE {
         let shown: String = name
             .chars()
-            .map(|c| if c.is_control() || c == '\u{FFFF}' { '\u{FFFD}' } else { c })
+            .map(|c| {
+                if c.is_control() || c == '\u{FFFF}' {
+                    '\u{FFFD}'
+                } else {
+                    c
+                }
+            })
             .collect();
         assert!(
             texts.iter().any(|t| t.starts_with(&shown)),
@@ -252,13 +276,22 @@ fn text_keeps_each_name_on_its_line() {
     let benign: Vec<&str> = benign.iter().map(String::as_str).collect();
     let plain = render(&spec_with_names("amoeba_net_a", &benign), Format::Text);
     let text = render(&hostile_spec(), Format::Text);
-    assert_eq!(text.lines().count(), plain.lines().count(), "{text}\n----\n{plain}");
-    assert!(!text.contains(|c: char| c.is_control() && c != '\n'), "{text:?}");
+    assert_eq!(
+        text.lines().count(),
+        plain.lines().count(),
+        "{text}\n----\n{plain}"
+    );
+    assert!(
+        !text.contains(|c: char| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
     assert!(!text.contains('\u{202E}'));
     // One table row per cell, each starting with its (escaped) scope.
     let rows: Vec<&str> = text.lines().filter(|l| l.ends_with("UseInput")).collect();
     assert_eq!(rows.len(), HOSTILE.len(), "{text}");
-    assert!(rows.iter().all(|r| r.starts_with("EVIL") || r.starts_with("%%EVIL")));
+    assert!(rows
+        .iter()
+        .all(|r| r.starts_with("EVIL") || r.starts_with("%%EVIL")));
 }
 
 #[test]
@@ -273,9 +306,17 @@ fn json_round_trips_the_names_exactly() {
 /// A cell of `n` operations built for the longest edges: every left operation reads h0,
 /// every right one the state just before, and every state is concatenated into the output.
 fn long_cell(n: usize) -> CellSpec {
-    let hiddenstate_indices = (0..n).map(|i| if i % 2 == 0 { 0 } else { i / 2 + 1 }).collect();
+    let hiddenstate_indices = (0..n)
+        .map(|i| if i % 2 == 0 { 0 } else { i / 2 + 1 })
+        .collect();
     CellSpec {
-        operations: vec![Operation::Separable { kernel: 3, repeats: 2 }; n],
+        operations: vec![
+            Operation::Separable {
+                kernel: 3,
+                repeats: 2
+            };
+            n
+        ],
         hiddenstate_indices,
         used_hiddenstates: vec![0; n / 2 + 2],
     }
@@ -293,8 +334,19 @@ fn genotype_of(n: usize) -> Genotype {
 fn a_genotype_at_the_operation_cap_is_drawn_in_every_format() {
     let genotype = genotype_of(MAX_DRAWN_OPERATIONS);
     let reads_earlier = |(i, &h): (usize, &usize)| h < 2 + i / 2;
-    assert!(genotype.normal.hiddenstate_indices.iter().enumerate().all(reads_earlier));
-    for format in [Format::Text, Format::Json, Format::Dot, Format::Svg, Format::Mermaid] {
+    assert!(genotype
+        .normal
+        .hiddenstate_indices
+        .iter()
+        .enumerate()
+        .all(reads_earlier));
+    for format in [
+        Format::Text,
+        Format::Json,
+        Format::Dot,
+        Format::Svg,
+        Format::Mermaid,
+    ] {
         let out = try_render_cell(&genotype, CellKind::Normal, format).expect("under the cap");
         assert!(out.len() > 1000, "{format:?}: {} bytes", out.len());
     }
@@ -302,17 +354,23 @@ fn a_genotype_at_the_operation_cap_is_drawn_in_every_format() {
     assert!(roxmltree::Document::parse(&svg).is_ok());
     // One box per node: 2 inputs, the operations, a sum per combination and the concat.
     let nodes = 2 + MAX_DRAWN_OPERATIONS + MAX_DRAWN_OPERATIONS / 2 + 1;
-    assert_eq!(svg.matches("<rect x=").count() + svg.matches("<ellipse").count(), nodes + 1);
+    assert_eq!(
+        svg.matches("<rect x=").count() + svg.matches("<ellipse").count(),
+        nodes + 1
+    );
 }
 
 #[test]
 fn a_genotype_over_the_operation_cap_is_refused_naming_the_cap() {
     for n in [MAX_DRAWN_OPERATIONS + 2, 20_000] {
         let genotype = genotype_of(n);
-        let err = try_render_cell(&genotype, CellKind::Reduction, Format::Svg)
-            .expect_err("over the cap");
+        let err =
+            try_render_cell(&genotype, CellKind::Reduction, Format::Svg).expect_err("over the cap");
         let message = err.to_string();
-        assert!(message.contains(&format!("normal cell has {n} operations")), "{message}");
+        assert!(
+            message.contains(&format!("normal cell has {n} operations")),
+            "{message}"
+        );
         assert!(message.contains("MAX_DRAWN_OPERATIONS"), "{message}");
         // The infallible form says so in the format's own syntax instead of drawing.
         let svg = render_cell(&genotype, CellKind::Normal, Format::Svg);

@@ -58,6 +58,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     std::fs::write(dir.join("cmyk_adobe.jpg"), &cmyk)?;
     std::fs::write(dir.join("ycck_adobe.jpg"), encode(ColorSpace::JCS_YCCK)?)?;
     std::fs::write(dir.join("cmyk_plain.jpg"), without_app14(&cmyk)?)?;
-    println!("wrote {}/{{cmyk_adobe,ycck_adobe,cmyk_plain}}.jpg", dir.display());
+    println!(
+        "wrote {}/{{cmyk_adobe,ycck_adobe,cmyk_plain}}.jpg",
+        dir.display()
+    );
     Ok(())
 }

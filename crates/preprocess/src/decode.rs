@@ -28,12 +28,11 @@ pub struct RgbImage {
 /// other than JPEG and PNG, and images over `max_pixels` (checked from the header, before any
 /// pixel is decoded).
 pub fn load_rgb8(path: &Path, max_pixels: u64) -> Result<RgbImage, PreprocessError> {
-    let bytes = safe_fs::read_regular(path, MAX_PHOTO_BYTES).map_err(|source| {
-        PreprocessError::Read {
+    let bytes =
+        safe_fs::read_regular(path, MAX_PHOTO_BYTES).map_err(|source| PreprocessError::Read {
             path: path.to_path_buf(),
             source,
-        }
-    })?;
+        })?;
     decode_rgb8(&bytes, path, max_pixels)
 }
 
@@ -138,7 +137,7 @@ fn jpeg_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
         match marker {
             0xFF => at += 1,
             0x01 | 0xD0..=0xD7 => at += 2,
-            0xD8 | 0xD9 | 0xDA => return None,
+            0xD8..=0xDA => return None,
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
                 let sof = bytes.get(at + 5..at + 9)?;
                 let height = u16::from_be_bytes([sof[0], sof[1]]);
@@ -146,7 +145,10 @@ fn jpeg_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
                 return Some((u32::from(width), u32::from(height)));
             }
             _ => {
-                let len = usize::from(u16::from_be_bytes([*bytes.get(at + 2)?, *bytes.get(at + 3)?]));
+                let len = usize::from(u16::from_be_bytes([
+                    *bytes.get(at + 2)?,
+                    *bytes.get(at + 3)?,
+                ]));
                 at += 2 + len;
             }
         }
@@ -234,7 +236,10 @@ mod tests {
         ];
         assert_eq!(jpeg_dimensions(&bytes), Some((300, 200)));
         // DHT (0xC4) is not a SOF; SOS before any SOF, or running off the end, gives None.
-        assert_eq!(jpeg_dimensions(&[0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x02, 0xFF, 0xDA]), None);
+        assert_eq!(
+            jpeg_dimensions(&[0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x02, 0xFF, 0xDA]),
+            None
+        );
         assert_eq!(jpeg_dimensions(&bytes[..15]), None);
     }
 

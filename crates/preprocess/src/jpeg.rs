@@ -190,7 +190,10 @@ mod tests {
     fn cmyk_conversion_follows_tf_integer_formulas() {
         // Worked by hand from jpeg_mem.cc: Adobe r = k*c/255, plain r = (255-k)*(255-c)/255.
         let cmyk = [255, 128, 0, 255, 10, 20, 30, 200];
-        assert_eq!(cmyk_to_rgb_like_tf(&cmyk, true), vec![255, 128, 0, 7, 15, 23]);
+        assert_eq!(
+            cmyk_to_rgb_like_tf(&cmyk, true),
+            vec![255, 128, 0, 7, 15, 23]
+        );
         assert_eq!(cmyk_to_rgb_like_tf(&cmyk, false), vec![0, 0, 0, 52, 50, 48]);
     }
 }

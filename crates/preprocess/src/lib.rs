@@ -21,8 +21,8 @@ pub mod labels;
 mod resize;
 
 pub use decode::{decode_rgb8, load_rgb8, RgbImage, DEFAULT_MAX_PIXELS, MAX_PHOTO_BYTES};
-pub use jpeg::cmyk_to_rgb_like_tf;
 pub use error::PreprocessError;
+pub use jpeg::cmyk_to_rgb_like_tf;
 pub use resize::{central_crop, central_crop_box, resize_bilinear, to_float, CropBox, FloatImage};
 
 use std::path::Path;

@@ -9,7 +9,9 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// The file's CMYK samples as libjpeg decodes them with TF's settings (IFAST IDCT, fancy
@@ -88,7 +90,10 @@ fn a_fifo_is_refused_at_once_naming_the_file() {
     let err = load_rgb8(&fifo, DEFAULT_MAX_PIXELS).expect_err("a FIFO is not a photo");
     let message = err.to_string();
     assert!(matches!(err, PreprocessError::Read { .. }));
-    assert!(message.starts_with(&format!("{}: ", fifo.display())), "{message}");
+    assert!(
+        message.starts_with(&format!("{}: ", fifo.display())),
+        "{message}"
+    );
     assert!(message.contains("FIFO"), "{message}");
 }
 
@@ -102,8 +107,14 @@ fn a_file_over_the_byte_cap_is_refused_before_reading() {
     let message = load_rgb8(&path, DEFAULT_MAX_PIXELS)
         .expect_err("over the cap")
         .to_string();
-    assert!(message.starts_with(&format!("{}: ", path.display())), "{message}");
-    assert!(message.contains(&format!("{MAX_PHOTO_BYTES}-byte limit")), "{message}");
+    assert!(
+        message.starts_with(&format!("{}: ", path.display())),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("{MAX_PHOTO_BYTES}-byte limit")),
+        "{message}"
+    );
     let folder = load_rgb8(dir.path(), DEFAULT_MAX_PIXELS).expect_err("a folder");
     assert!(folder.to_string().contains("a folder"), "{folder}");
 }
@@ -140,7 +151,10 @@ fn absurd_dimensions_are_refused_from_the_header() {
         let err = decode_rgb8(&bytes, path, DEFAULT_MAX_PIXELS).expect_err("too large");
         let message = err.to_string();
         assert!(matches!(err, PreprocessError::TooLarge { .. }), "{message}");
-        assert!(message.contains(dims) && message.contains("refused before decoding"), "{message}");
+        assert!(
+            message.contains(dims) && message.contains("refused before decoding"),
+            "{message}"
+        );
     }
 }
 
@@ -155,7 +169,9 @@ fn the_pixel_limit_holds_for_cmyk_jpegs() {
 fn grey_png(width: u32, height: u32) -> Vec<u8> {
     let image: ImageBuffer<Luma<u8>, _> = ImageBuffer::new(width, height);
     let mut bytes = Cursor::new(Vec::new());
-    image.write_to(&mut bytes, ImageFormat::Png).expect("encodes");
+    image
+        .write_to(&mut bytes, ImageFormat::Png)
+        .expect("encodes");
     bytes.into_inner()
 }
 
