@@ -121,11 +121,20 @@ fn parse(bytes: &[u8]) -> Result<Golden, String> {
              cell_output/<scope> tensors (make one with `cargo xtask golden`)"
                 .to_string()
         })?;
-    let images_view = view(&st, &images.0)?;
-    let n = check_images_shape(images_view.shape())?;
+    let n = check_images_shape(view(&st, &images.0)?.shape())?;
+    // Every name, dtype and shape is checked before any value is decoded.
+    for (name, role) in &roles {
+        check_shape(name, role, view(&st, name)?.shape(), n)?;
+    }
+    if !roles
+        .iter()
+        .any(|(_, r)| matches!(r, Role::Logits | Role::Features))
+    {
+        return Err("neither `logits` nor `features`: nothing to compare".into());
+    }
     let mut golden = Golden {
         path: PathBuf::new(),
-        images: nhwc(&images_view, "images")?,
+        images: nhwc(&view(&st, "images")?, "images")?,
         logits: None,
         features: None,
         cells: BTreeMap::new(),
@@ -137,13 +146,9 @@ fn parse(bytes: &[u8]) -> Result<Golden, String> {
             Role::Logits => golden.logits = Some(matrix(&view, "logits", n, MAX_CLASSES)?),
             Role::Features => golden.features = Some(matrix(&view, "features", n, MAX_FEATURES)?),
             Role::Cell(scope) => {
-                check_cell_shape(name, view.shape(), n)?;
                 golden.cells.insert(scope.clone(), nhwc(&view, name)?);
             }
         }
-    }
-    if golden.logits.is_none() && golden.features.is_none() {
-        return Err("neither `logits` nor `features`: nothing to compare".into());
     }
     Ok(golden)
 }
@@ -246,6 +251,15 @@ fn check_dim(what: &str, value: usize, cap: usize) -> Result<(), String> {
     }
 }
 
+fn check_shape(name: &str, role: &Role, shape: &[usize], n: usize) -> Result<(), String> {
+    match role {
+        Role::Images => Ok(()),
+        Role::Logits => check_matrix_shape(name, shape, n, MAX_CLASSES).map(|_| ()),
+        Role::Features => check_matrix_shape(name, shape, n, MAX_FEATURES).map(|_| ()),
+        Role::Cell(_) => check_cell_shape(name, shape, n),
+    }
+}
+
 fn check_cell_shape(name: &str, shape: &[usize], n: usize) -> Result<(), String> {
     let [batch, h, w, c] = *shape else {
         return Err(format!(
@@ -267,11 +281,15 @@ fn check_cell_shape(name: &str, shape: &[usize], n: usize) -> Result<(), String>
     Ok(())
 }
 
-fn matrix(view: &TensorView<'_>, name: &str, n: usize, cap: usize) -> Result<Matrix, String> {
-    let shape: [usize; 2] = view
-        .shape()
+fn check_matrix_shape(
+    name: &str,
+    shape: &[usize],
+    n: usize,
+    cap: usize,
+) -> Result<[usize; 2], String> {
+    let shape: [usize; 2] = shape
         .try_into()
-        .map_err(|_| format!("`{name}` has shape {:?}, expected [N, K]", view.shape()))?;
+        .map_err(|_| format!("`{name}` has shape {shape:?}, expected [N, K]"))?;
     if shape[0] != n {
         return Err(format!(
             "`{name}` has batch {} but `images` has {n}",
@@ -279,6 +297,11 @@ fn matrix(view: &TensorView<'_>, name: &str, n: usize, cap: usize) -> Result<Mat
         ));
     }
     check_dim("K", shape[1], cap).map_err(|why| format!("`{name}` has shape {shape:?}: {why}"))?;
+    Ok(shape)
+}
+
+fn matrix(view: &TensorView<'_>, name: &str, n: usize, cap: usize) -> Result<Matrix, String> {
+    let shape = check_matrix_shape(name, view.shape(), n, cap)?;
     Ok((finite_values(view, name)?, shape))
 }
 
