@@ -294,7 +294,7 @@ fn a_full_stdout_is_an_error_not_a_panic() {
 #[test]
 fn signals_during_archive_extraction_leave_no_extracted_folder() {
     let archive = repo(ARCHIVE);
-    for (signal, delay_ms) in [("TERM", 0u64), ("INT", 3), ("TERM", 10), ("HUP", 25), ("INT", 60)] {
+    for (signal, delay_ms) in [("TERM", 0u64), ("INT", 3), ("TERM", 10), ("HUP", 25), ("ABRT", 40), ("INT", 60)] {
         let tmpdir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_amoeba"))
             .args(["inspect", "--check", s(&archive)])
