@@ -293,3 +293,30 @@ fn run_refuses_images_of_the_wrong_size() {
     );
     assert!(!out_path.exists(), "no output on failure");
 }
+
+/// NASNet-A mobile, exported by the official TF-slim code (stem scope `conv0`, epsilon 1e-3,
+/// 224 px): every cell, the logits and the features match TensorFlow's goldens, from the
+/// module and from the converted file.
+#[test]
+fn nasnet_a_mobile_conformance_module_verifies_from_module_and_converted_file() {
+    let module = shared().join("nasnet_a_mobile_n6_f8");
+    let golden = shared().join("nasnet_a_mobile_n6_f8.golden.safetensors");
+    let tmp = tempfile::tempdir().unwrap();
+    let converted = tmp.path().join("nasnet.safetensors");
+    let out = amoeba(&["convert", module.to_str().unwrap(), "-o", converted.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    for model in [module.as_path(), converted.as_path()] {
+        let out = amoeba(&["verify", model.to_str().unwrap(), "--golden", golden.to_str().unwrap()]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{model:?}: {stdout}{stderr}");
+        assert!(stdout.trim_end().ends_with("PASS"), "{stdout}");
+        for cell in ["cell_stem_0", "cell_stem_1", "reduction_cell_1", "cell_5"] {
+            assert!(stdout.contains(&format!("cell_output/{cell} ")), "{cell}: {stdout}");
+        }
+    }
+    let out = amoeba(&["genotype", converted.to_str().unwrap(), "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["spec"]["genotype"]["name"], "nasnet_a");
+    assert_eq!(json["spec"]["stem_scope"], "conv0");
+    assert_eq!(json["spec"]["image_size"], serde_json::json!([224, 224]));
+}

@@ -88,8 +88,8 @@ impl Network {
             eps: spec.batch_norm_epsilon,
         };
         let stem = loader.conv_bn(
-            "stem/conv0/weights",
-            "stem/conv0_bn",
+            &format!("{}/weights", spec.stem_scope),
+            &format!("{}_bn", spec.stem_scope),
             3,
             3,
             3,

@@ -261,6 +261,7 @@ fn spec(r: &Recipe) -> NetworkSpec {
         num_cells: count(CellKind::Normal),
         reduction_indices,
         stem_filters: r.stem_filters,
+        stem_scope: "stem/conv0".to_string(),
         num_stem_cells: count(CellKind::Stem),
         filter_scaling_rate: 2,
         image_size: r.image,

@@ -593,6 +593,7 @@ fn assemble(
         num_cells: count(&cells, CellKind::Normal),
         reduction_indices: reduction_indices(&cells),
         stem_filters,
+        stem_scope: vars.stem_scope.clone(),
         num_stem_cells: count(&cells, CellKind::Stem),
         filter_scaling_rate,
         image_size,

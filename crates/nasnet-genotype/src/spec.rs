@@ -95,6 +95,13 @@ pub struct CellLayout {
     pub output_channels: usize,
 }
 
+/// The stem convolution scopes of the known families, the first the default.
+pub const STEM_SCOPES: [&str; 2] = ["stem/conv0", "conv0"];
+
+fn default_stem_scope() -> String {
+    STEM_SCOPES[0].to_string()
+}
+
 /// The whole network: genotype plus everything around it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkSpec {
@@ -105,8 +112,13 @@ pub struct NetworkSpec {
     pub num_cells: usize,
     /// Normal-cell indices before which a reduction cell sits (e.g. [6, 12] for 18 cells).
     pub reduction_indices: Vec<usize>,
-    /// Output channels of `stem/conv0` (3x3, stride 2, VALID).
+    /// Output channels of the stem convolution (3x3, stride 2, VALID).
     pub stem_filters: usize,
+    /// The stem convolution's variable scope: `stem/conv0` (AmoebaNet, tensorflow/tpu) or
+    /// `conv0` (NASNet-A and PNASNet, TF-slim); its batch norm is `<scope>_bn`. Files written
+    /// before this field existed are AmoebaNet's.
+    #[serde(default = "default_stem_scope")]
+    pub stem_scope: String,
     pub num_stem_cells: usize,
     /// Multiplier of the width at each reduction (2 in the official code).
     pub filter_scaling_rate: usize,

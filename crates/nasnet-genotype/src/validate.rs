@@ -103,6 +103,16 @@ impl NetworkSpec {
         }
         check_range("filters", self.filters, 1, MAX_WIDTH, "channels")?;
         check_range("stem_filters", self.stem_filters, 1, MAX_WIDTH, "channels")?;
+        if !crate::spec::STEM_SCOPES.contains(&self.stem_scope.as_str()) {
+            return Err(invalid(
+                "stem_scope",
+                format!(
+                    "{:?} is not a known stem scope (one of {:?})",
+                    self.stem_scope,
+                    crate::spec::STEM_SCOPES
+                ),
+            ));
+        }
         check_range(
             "filter_scaling_rate",
             self.filter_scaling_rate,
@@ -691,6 +701,7 @@ mod tests {
             num_cells: plan.iter().filter(|c| c.kind == CellKind::Normal).count(),
             reduction_indices: reduction_positions(&cells),
             stem_filters: 8,
+            stem_scope: "stem/conv0".to_string(),
             num_stem_cells: 2,
             filter_scaling_rate: 2,
             image_size: [image, image],

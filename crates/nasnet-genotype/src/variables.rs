@@ -161,7 +161,7 @@ impl VariableFacts {
 }
 
 fn stem(shapes: &BTreeMap<&str, &[usize]>) -> Result<(String, usize), GenotypeError> {
-    for scope in ["stem/conv0", "conv0"] {
+    for scope in crate::spec::STEM_SCOPES {
         if let Some(shape) = shapes.get(format!("{scope}/weights").as_str()) {
             return match shape {
                 [3, 3, _, out] => Ok((scope.to_string(), *out)),
