@@ -59,7 +59,11 @@ pub fn extract(
     }
     check_layout_against_vars(&cells, &vars)?;
     let (scale, offset) = facts.input_scaling.unwrap_or_else(|| {
-        notes.push("hub_input: no input scaling in the graph; assuming images * 2 - 1".to_string());
+        notes.push(
+            "input scaling: the graph between the images and the stem convolution is not a \
+             chain of Mul/Sub/Add constants; assuming images * 2 - 1"
+                .to_string(),
+        );
         (2.0, -1.0)
     });
     let spec = assemble(

@@ -56,7 +56,7 @@ pub struct GraphFacts {
     /// Cells in network order (following each cell's `net` input from the stem).
     pub cells: Vec<GraphCell>,
     pub batch_norm_epsilon: f32,
-    /// `(scale, offset)` from `hub_input`, if the graph has them.
+    /// `(scale, offset)` of the ops between the images and the stem convolution, if found.
     pub input_scaling: Option<(f32, f32)>,
     /// From the `image_module_info` attachment.
     pub attachment_image_size: Option<[usize; 2]>,
@@ -342,35 +342,99 @@ fn epsilon(graph: &Graph) -> Result<f32, GenotypeError> {
         .ok_or_else(|| GenotypeError::graph("FusedBatchNorm", "no batch-norm op in the graph"))
 }
 
-/// `images * scale + offset` from `hub_input`'s Mul and Sub/Add constants.
+/// The stem convolution of each family (AmoebaNet's, then TF-slim's).
+const STEM_CONVS: [&str; 2] = ["stem/conv0/Conv2D", "conv0/Conv2D"];
+
+/// Longest chain of element-wise ops followed back from the stem convolution to the images.
+const MAX_SCALING_CHAIN: usize = 32;
+
+/// One element-wise step between the images and the stem convolution, in graph order.
+enum ScalingStep {
+    Mul(f32),
+    Div(f32),
+    Add(f32),
+    /// `x - c`.
+    Sub(f32),
+    /// `c - x`.
+    SubFrom(f32),
+}
+
+/// `images * scale + offset`, found by following the stem convolution's input back through
+/// Identity, Cast, Mul, RealDiv, Sub and Add to a Placeholder: the ops that scale the images
+/// wherever the exporter put them (under `hub_input/` in tensorflow/tpu's exports, at the top
+/// level in TF-slim's). `None` when the chain holds any other op or does not reach a
+/// placeholder within [`MAX_SCALING_CHAIN`] steps.
 fn input_scaling(graph: &Graph) -> Option<(f32, f32)> {
-    let constant = |node: &NodeDef| -> Option<f32> {
-        graph
-            .inputs(node)
-            .iter()
-            .filter_map(|i| graph.node(i))
-            .find(|n| n.op == "Const")
-            .and_then(|c| match &graph.attr(c, "value")?.value {
-                Some(Value::Tensor(t)) => scalar_f32(t),
-                _ => None,
-            })
-    };
-    let find = |ops: &[&str]| {
-        graph
-            .nodes
-            .iter()
-            .find(|(n, node)| n.starts_with("hub_input/") && ops.contains(&node.op.as_str()))
-            .map(|(_, n)| *n)
-    };
-    let scale = find(&["Mul"]).and_then(constant);
-    let offset = find(&["Sub"])
-        .and_then(constant)
-        .map(|c| -c)
-        .or_else(|| find(&["Add", "AddV2"]).and_then(constant));
-    match (scale, offset) {
-        (None, None) => None,
-        (s, o) => Some((s.unwrap_or(1.0), o.unwrap_or(0.0))),
+    let conv = STEM_CONVS.iter().find_map(|n| graph.node(n))?;
+    let mut current = graph.node(graph.inputs(conv).first()?)?;
+    let mut steps = Vec::new();
+    for _ in 0..MAX_SCALING_CHAIN {
+        let inputs = graph.inputs(current);
+        match (current.op.as_str(), inputs.as_slice()) {
+            ("Placeholder", _) => return compose_scaling(&steps),
+            ("Identity" | "Cast", [input]) => current = graph.node(input)?,
+            (op, [a, b]) => {
+                let (step, other) = scaling_step(graph, op, a, b)?;
+                steps.push(step);
+                current = graph.node(other)?;
+            }
+            _ => return None,
+        }
     }
+    None
+}
+
+/// The step of a binary op with one constant operand, and the other (non-constant) input.
+fn scaling_step<'n>(graph: &Graph, op: &str, a: &'n str, b: &'n str) -> Option<(ScalingStep, &'n str)> {
+    let (constant, other, constant_first) = match (scalar_const(graph, a), scalar_const(graph, b)) {
+        (None, Some(c)) => (c, a, false),
+        (Some(c), None) => (c, b, true),
+        _ => return None,
+    };
+    let step = match (op, constant_first) {
+        ("Mul", _) => ScalingStep::Mul(constant),
+        ("RealDiv", false) => ScalingStep::Div(constant),
+        ("Add" | "AddV2", _) => ScalingStep::Add(constant),
+        ("Sub", false) => ScalingStep::Sub(constant),
+        ("Sub", true) => ScalingStep::SubFrom(constant),
+        _ => return None,
+    };
+    Some((step, other))
+}
+
+/// A scalar float constant (through Identity ops), or `None`.
+fn scalar_const(graph: &Graph, name: &str) -> Option<f32> {
+    let mut node = graph.node(name)?;
+    for _ in 0..MAX_SCALING_CHAIN {
+        match node.op.as_str() {
+            "Const" => {
+                return match &graph.attr(node, "value")?.value {
+                    Some(Value::Tensor(t)) => scalar_f32(t),
+                    _ => None,
+                }
+            }
+            "Identity" => node = graph.node(graph.inputs(node).first()?)?,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The affine map of `steps` (collected from the convolution back to the images, so applied
+/// in reverse), as `(scale, offset)`.
+fn compose_scaling(steps: &[ScalingStep]) -> Option<(f32, f32)> {
+    let (mut scale, mut offset) = (1.0f32, 0.0f32);
+    for step in steps.iter().rev() {
+        (scale, offset) = match *step {
+            ScalingStep::Mul(c) => (scale * c, offset * c),
+            ScalingStep::Div(c) if c != 0.0 => (scale / c, offset / c),
+            ScalingStep::Div(_) => return None,
+            ScalingStep::Add(c) => (scale, offset + c),
+            ScalingStep::Sub(c) => (scale, offset - c),
+            ScalingStep::SubFrom(c) => (-scale, c - offset),
+        };
+    }
+    Some((scale, offset))
 }
 
 fn attachment_image_size(meta: &MetaGraphDef) -> Option<[usize; 2]> {
@@ -420,7 +484,7 @@ fn input_image_size(graph: &Graph) -> Option<[usize; 2]> {
 
 /// The stem conv: checks it is 3x3 / stride 2 / VALID (the layout assumes it) and returns its width.
 fn stem_filters(graph: &Graph) -> Result<Option<usize>, GenotypeError> {
-    let Some((name, node)) = ["stem/conv0/Conv2D", "conv0/Conv2D"]
+    let Some((name, node)) = STEM_CONVS
         .iter()
         .find_map(|n| Some((*n, graph.node(n)?)))
     else {
@@ -1076,5 +1140,82 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("b/Conv2D: filter of shape []"), "{err}");
+    }
+
+    fn constant(name: &str, value: f32) -> NodeDef {
+        let mut n = node(name, "Const", &[]);
+        n.attr.insert(
+            "value".to_string(),
+            AttrValue {
+                value: Some(Value::Tensor(TensorProto {
+                    float_val: vec![value],
+                    ..Default::default()
+                })),
+            },
+        );
+        n
+    }
+
+    /// The stem conv of `stem_scope` fed by `chain` (name, op, inputs) from a placeholder.
+    fn scaling_graph(stem_scope: &str, chain: Vec<NodeDef>, conv_input: &str) -> MetaGraphDef {
+        let mut nodes = vec![
+            node("images", "Placeholder", &[]),
+            node(&format!("{stem_scope}/Conv2D"), "Conv2D", &[conv_input, "w"]),
+        ];
+        nodes.extend(chain);
+        nodes.push(node("cell_0/cell_output/concat", "ConcatV2", &[]));
+        graph(nodes)
+    }
+
+    #[test]
+    fn input_scaling_is_followed_from_the_stem_conv_wherever_the_ops_are() {
+        // TF-slim's export: top-level `mul` and `sub`, read through an Identity.
+        let meta = scaling_graph(
+            "conv0",
+            vec![
+                constant("two", 2.0),
+                constant("one", 1.0),
+                node("mul", "Mul", &["images", "two"]),
+                node("sub", "Sub", &["mul:0", "one"]),
+                node("id", "Identity", &["sub"]),
+            ],
+            "id",
+        );
+        assert_eq!(input_scaling(&Graph::new(&meta).unwrap()), Some((2.0, -1.0)));
+        // Constant first, division, and `c - x`: (1 - x / 4) * 3 = -0.75 x + 3.
+        let meta = scaling_graph(
+            "stem/conv0",
+            vec![
+                constant("four", 4.0),
+                constant("one", 1.0),
+                constant("three", 3.0),
+                node("hub_input/div", "RealDiv", &["images", "four"]),
+                node("hub_input/rsub", "Sub", &["one", "hub_input/div"]),
+                node("hub_input/mul", "Mul", &["three", "hub_input/rsub"]),
+            ],
+            "hub_input/mul",
+        );
+        assert_eq!(input_scaling(&Graph::new(&meta).unwrap()), Some((-0.75, 3.0)));
+        // No ops at all: the images go in unscaled.
+        let meta = scaling_graph("conv0", vec![], "images");
+        assert_eq!(input_scaling(&Graph::new(&meta).unwrap()), Some((1.0, 0.0)));
+    }
+
+    #[test]
+    fn input_scaling_that_is_not_a_constant_affine_chain_is_not_guessed() {
+        // x * x is not affine; a chain that never reaches a placeholder is not the input;
+        // a loop ends at the step cap.
+        for (chain, conv_input) in [
+            (vec![node("sq", "Mul", &["images", "images"])], "sq"),
+            (vec![node("v", "VariableV2", &[])], "v"),
+            (
+                vec![node("a", "Identity", &["b"]), node("b", "Identity", &["a"])],
+                "a",
+            ),
+            (vec![node("e", "Exp", &["images"])], "e"),
+        ] {
+            let meta = scaling_graph("conv0", chain, conv_input);
+            assert_eq!(input_scaling(&Graph::new(&meta).unwrap()), None);
+        }
     }
 }
