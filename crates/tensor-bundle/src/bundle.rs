@@ -102,9 +102,15 @@ impl TensorBundle {
     pub fn open_shown(prefix: &Path, shown_prefix: &Path) -> Result<TensorBundle, BundleError> {
         let index_path = suffixed(shown_prefix, ".index");
         let file = safe_fs::read_regular(&suffixed(prefix, ".index"), MAX_INDEX_BYTES).map_err(
-            |source| BundleError::MissingIndex {
-                path: index_path.clone(),
-                source,
+            |source| match source.kind() {
+                std::io::ErrorKind::NotFound => BundleError::MissingIndex {
+                    path: index_path.clone(),
+                    source,
+                },
+                _ => BundleError::UnreadableIndex {
+                    path: index_path.clone(),
+                    source,
+                },
             },
         )?;
         let table = read_table(&index_path, &file)?;
@@ -408,9 +414,15 @@ fn map_shards(
         .map(|id| {
             let real = shard_path(prefix, id, num_shards);
             let path = shard_path(shown_prefix, id, num_shards);
-            let missing = |source| BundleError::MissingShard {
-                path: path.clone(),
-                source,
+            let missing = |source: std::io::Error| match source.kind() {
+                std::io::ErrorKind::NotFound => BundleError::MissingShard {
+                    path: path.clone(),
+                    source,
+                },
+                _ => BundleError::UnreadableShard {
+                    path: path.clone(),
+                    source,
+                },
             };
             let file: File = safe_fs::open_regular(&real).map_err(missing)?;
             let mapped = safe_fs::cleanup::register_mapped(&path);

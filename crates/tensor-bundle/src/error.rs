@@ -16,12 +16,25 @@ pub enum BundleError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// `<prefix>.index` exists but is not a regular file, is over the size cap, or cannot
+    /// be read.
+    #[error("cannot read checkpoint index {path}: {source}")]
+    UnreadableIndex {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A data shard `<prefix>.data-NNNNN-of-NNNNN` could not be opened or mapped.
     #[error(
         "cannot open data shard {path}: {source}; the checkpoint is incomplete \
          (copy every `.data-*` file next to the `.index`)"
     )]
     MissingShard {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A data shard exists but is not a regular file or cannot be mapped.
+    #[error("cannot read data shard {path}: {source}")]
+    UnreadableShard {
         path: PathBuf,
         source: std::io::Error,
     },
