@@ -117,7 +117,7 @@ pub fn from_variables(
     }
     check_layout_against_vars(&cells, &vars)?;
     let mut notes = Vec::new();
-    let indices = reduction_indices(&cells);
+    let indices = crate::validate::reduction_positions(&cells);
     let default = default_reduction_indices(count(&cells, CellKind::Normal), indices.len());
     if default != indices {
         notes.push(format!("reduction cells before normal cells {indices:?} (from widths), not the official {default:?}"));
@@ -146,19 +146,6 @@ fn count(cells: &[CellLayout], kind: CellKind) -> usize {
     cells.iter().filter(|c| c.kind == kind).count()
 }
 
-/// Normal cells before each reduction cell.
-fn reduction_indices(cells: &[CellLayout]) -> Vec<usize> {
-    let mut normal = 0;
-    let mut out = Vec::new();
-    for c in cells {
-        match c.kind {
-            CellKind::Normal => normal += 1,
-            CellKind::Reduction => out.push(normal),
-            CellKind::Stem => {}
-        }
-    }
-    out
-}
 
 /// The genotype the graph's cells build; every cell of a kind must build the same.
 fn genotype_from_graph(cells: &[GraphCell]) -> Result<Genotype, GenotypeError> {
@@ -595,7 +582,7 @@ fn assemble(
         genotype,
         filters,
         num_cells: count(&cells, CellKind::Normal),
-        reduction_indices: reduction_indices(&cells),
+        reduction_indices: crate::validate::reduction_positions(&cells),
         stem_filters,
         stem_scope: vars.stem_scope.clone(),
         num_stem_cells: count(&cells, CellKind::Stem),

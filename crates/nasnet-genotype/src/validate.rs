@@ -342,8 +342,8 @@ fn check_scopes(cells: &[CellLayout]) -> Result<(), GenotypeError> {
     Ok(())
 }
 
-/// Normal cells before each reduction cell.
-fn reduction_positions(cells: &[CellLayout]) -> Vec<usize> {
+/// Normal cells before each reduction cell (`NetworkSpec::reduction_indices`).
+pub(crate) fn reduction_positions(cells: &[CellLayout]) -> Vec<usize> {
     let mut normal = 0;
     let mut out = Vec::new();
     for c in cells {
