@@ -303,15 +303,28 @@ fn nasnet_a_mobile_conformance_module_verifies_from_module_and_converted_file() 
     let golden = shared().join("nasnet_a_mobile_n6_f8.golden.safetensors");
     let tmp = tempfile::tempdir().unwrap();
     let converted = tmp.path().join("nasnet.safetensors");
-    let out = amoeba(&["convert", module.to_str().unwrap(), "-o", converted.to_str().unwrap()]);
+    let out = amoeba(&[
+        "convert",
+        module.to_str().unwrap(),
+        "-o",
+        converted.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out).1);
     for model in [module.as_path(), converted.as_path()] {
-        let out = amoeba(&["verify", model.to_str().unwrap(), "--golden", golden.to_str().unwrap()]);
+        let out = amoeba(&[
+            "verify",
+            model.to_str().unwrap(),
+            "--golden",
+            golden.to_str().unwrap(),
+        ]);
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{model:?}: {stdout}{stderr}");
         assert!(stdout.trim_end().ends_with("PASS"), "{stdout}");
         for cell in ["cell_stem_0", "cell_stem_1", "reduction_cell_1", "cell_5"] {
-            assert!(stdout.contains(&format!("cell_output/{cell} ")), "{cell}: {stdout}");
+            assert!(
+                stdout.contains(&format!("cell_output/{cell} ")),
+                "{cell}: {stdout}"
+            );
         }
     }
     let out = amoeba(&["genotype", converted.to_str().unwrap(), "--format", "json"]);

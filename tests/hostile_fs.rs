@@ -79,7 +79,11 @@ fn assert_refused(run: &Run, fragments: &[&str]) {
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     let lower = run.stderr.to_lowercase();
     for f in fragments {
-        assert!(lower.contains(&f.to_lowercase()), "message lacks {f:?}: {}", run.stderr);
+        assert!(
+            lower.contains(&f.to_lowercase()),
+            "message lacks {f:?}: {}",
+            run.stderr
+        );
     }
 }
 
@@ -115,7 +119,10 @@ fn entries(dir: &Path) -> Vec<String> {
 #[test]
 fn a_fifo_in_place_of_any_module_file_is_refused_without_hanging() {
     for (rel, fragment) in [
-        ("variables/variables.data-00000-of-00001", "variables.data-00000-of-00001"),
+        (
+            "variables/variables.data-00000-of-00001",
+            "variables.data-00000-of-00001",
+        ),
         ("variables/variables.index", "variables.index"),
         ("tfhub_module.pb", "tfhub_module.pb"),
         ("saved_model.pb", "saved_model.pb"),
@@ -141,7 +148,10 @@ fn fifo_models_inputs_and_archives_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("pipe.safetensors");
     mkfifo(&model);
-    assert_refused(&amoeba(&["genotype", s(&model)]), &["pipe.safetensors", "FIFO"]);
+    assert_refused(
+        &amoeba(&["genotype", s(&model)]),
+        &["pipe.safetensors", "FIFO"],
+    );
 
     let archive = tmp.path().join("pipe.tar.gz");
     mkfifo(&archive);
@@ -150,7 +160,14 @@ fn fifo_models_inputs_and_archives_are_refused() {
     let input = tmp.path().join("images.safetensors");
     mkfifo(&input);
     let out = tmp.path().join("out.safetensors");
-    let run = amoeba(&["run", s(&repo(FIXTURE_MODULE)), "--input", s(&input), "-o", s(&out)]);
+    let run = amoeba(&[
+        "run",
+        s(&repo(FIXTURE_MODULE)),
+        "--input",
+        s(&input),
+        "-o",
+        s(&out),
+    ]);
     assert_refused(&run, &["images.safetensors", "FIFO"]);
 }
 
@@ -158,7 +175,14 @@ fn fifo_models_inputs_and_archives_are_refused() {
 fn a_device_as_model_or_input_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.safetensors");
-    let run = amoeba(&["run", s(&repo(FIXTURE_MODULE)), "--input", "/dev/zero", "-o", s(&out)]);
+    let run = amoeba(&[
+        "run",
+        s(&repo(FIXTURE_MODULE)),
+        "--input",
+        "/dev/zero",
+        "-o",
+        s(&out),
+    ]);
     assert_refused(&run, &["/dev/zero", "device"]);
 }
 
@@ -174,9 +198,15 @@ fn convert_into_the_module_itself_is_refused_and_the_module_survives() {
     assert_refused(&run, &["variables.index", "input"]);
     assert_eq!(std::fs::read(&index).unwrap(), before);
     let inside = module.join("new.safetensors");
-    assert_refused(&amoeba(&["convert", s(&module), "-o", s(&inside)]), &["inside the input folder"]);
+    assert_refused(
+        &amoeba(&["convert", s(&module), "-o", s(&inside)]),
+        &["inside the input folder"],
+    );
     assert!(!inside.exists());
-    assert_eq!(entries(&module), ["saved_model.pb", "tfhub_module.pb", "variables"]);
+    assert_eq!(
+        entries(&module),
+        ["saved_model.pb", "tfhub_module.pb", "variables"]
+    );
 }
 
 #[test]
@@ -210,7 +240,10 @@ fn special_files_are_never_replaced_by_an_output() {
     }
     use std::os::unix::fs::FileTypeExt;
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
-    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
     assert_eq!(entries(tmp.path()), ["out.fifo"], "no temporary file left");
 }
 
@@ -223,7 +256,11 @@ fn outputs_get_the_umask_mode_not_0600() {
     // `sh -c 'umask 027; exec amoeba …'` sets the child's umask without touching ours.
     for (umask, args, file) in [
         ("022", vec!["convert", s(&module), "-o", s(&out)], &out),
-        ("027", vec!["genotype", s(&module), "--format", "dot", "-o", s(&dot)], &dot),
+        (
+            "027",
+            vec!["genotype", s(&module), "--format", "dot", "-o", s(&dot)],
+            &dot,
+        ),
     ] {
         let script = format!("umask {umask}; exec \"$0\" \"$@\"");
         let status = Command::new("sh")
@@ -281,7 +318,10 @@ fn a_full_stdout_is_an_error_not_a_panic() {
         vec!["genotype", s(&module)],
         vec!["convert", s(&module), "-o", s(&out)],
     ] {
-        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
         let run = amoeba_in(&args, |c| {
             c.stdout(full);
         });
@@ -294,7 +334,14 @@ fn a_full_stdout_is_an_error_not_a_panic() {
 #[test]
 fn signals_during_archive_extraction_leave_no_extracted_folder() {
     let archive = repo(ARCHIVE);
-    for (signal, delay_ms) in [("TERM", 0u64), ("INT", 3), ("TERM", 10), ("HUP", 25), ("ABRT", 40), ("INT", 60)] {
+    for (signal, delay_ms) in [
+        ("TERM", 0u64),
+        ("INT", 3),
+        ("TERM", 10),
+        ("HUP", 25),
+        ("ABRT", 40),
+        ("INT", 60),
+    ] {
         let tmpdir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_amoeba"))
             .args(["inspect", "--check", s(&archive)])
@@ -311,7 +358,9 @@ fn signals_during_archive_extraction_leave_no_extracted_folder() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(
-            output.status.success() || output.status.code() == Some(2) || output.status.code().is_none(),
+            output.status.success()
+                || output.status.code() == Some(2)
+                || output.status.code().is_none(),
             "SIG{signal} after {delay_ms} ms: {:?} {stderr}",
             output.status
         );
@@ -420,5 +469,8 @@ fn a_safetensors_model_naming_a_tensor_twice_is_refused() {
     edited.extend_from_slice(&bytes[8 + len..]);
     let twice = tmp.path().join("twice.safetensors");
     std::fs::write(&twice, edited).unwrap();
-    assert_refused(&amoeba(&["genotype", s(&twice)]), &["twice.safetensors", "twice", name]);
+    assert_refused(
+        &amoeba(&["genotype", s(&twice)]),
+        &["twice.safetensors", "twice", name],
+    );
 }

@@ -86,7 +86,12 @@ pub(crate) fn extract(
             limits.max_extracted_bytes,
         )?;
     }
-    check_trailer(archive, tar.into_inner(), budget, limits.max_extracted_bytes)
+    check_trailer(
+        archive,
+        tar.into_inner(),
+        budget,
+        limits.max_extracted_bytes,
+    )
 }
 
 /// Reads what follows the tar's end marker to the end of the stream, so that the gzip

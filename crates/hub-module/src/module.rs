@@ -111,8 +111,11 @@ impl HubModule {
             });
         }
         let format = read_module_format(&root.join(MODULE_DEF_FILE), &shown(MODULE_DEF_FILE))?;
-        let saved_model: SavedModel =
-            decode_file(&saved_model_path, &shown(SAVED_MODEL_FILE), "tensorflow.SavedModel")?;
+        let saved_model: SavedModel = decode_file(
+            &saved_model_path,
+            &shown(SAVED_MODEL_FILE),
+            "tensorflow.SavedModel",
+        )?;
         let variants = saved_model
             .meta_graphs
             .into_iter()
@@ -277,12 +280,11 @@ fn decode_file<M: Message + Default>(
     shown: &Path,
     what: &'static str,
 ) -> Result<M, ModuleError> {
-    let bytes = safe_fs::read_regular(path, MAX_PROTO_FILE_BYTES).map_err(|source| {
-        ModuleError::Io {
+    let bytes =
+        safe_fs::read_regular(path, MAX_PROTO_FILE_BYTES).map_err(|source| ModuleError::Io {
             path: shown.to_path_buf(),
             source,
-        }
-    })?;
+        })?;
     decode_bytes(&bytes, shown, what)
 }
 

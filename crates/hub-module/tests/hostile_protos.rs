@@ -95,23 +95,38 @@ fn a_signature_shape_of_too_many_dimensions_is_refused() {
     let module = copy_fixture(tmp.path());
     let path = module.join("saved_model.pb");
     let mut saved = SavedModel::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
-    let signature = saved.meta_graphs[0].signature_def.values_mut().next().unwrap();
+    let signature = saved.meta_graphs[0]
+        .signature_def
+        .values_mut()
+        .next()
+        .unwrap();
     let input = signature.inputs.values_mut().next().unwrap();
     input.tensor_shape = Some(TensorShapeProto {
-        dim: vec![Dim { size: 1, name: String::new() }; 100_000],
+        dim: vec![
+            Dim {
+                size: 1,
+                name: String::new()
+            };
+            100_000
+        ],
         unknown_rank: false,
     });
     std::fs::write(&path, saved.encode_to_vec()).unwrap();
     let text = error_text(&module);
     assert!(text.contains("saved_model.pb"), "{text}");
-    assert!(text.contains("100000 dimensions") && text.contains("at most 254"), "{text}");
+    assert!(
+        text.contains("100000 dimensions") && text.contains("at most 254"),
+        "{text}"
+    );
 }
 
 #[test]
 fn an_absurd_image_module_info_size_is_refused() {
     use prost::Message;
     use tf_proto::tensorflow::{collection_def, SavedModel};
-    use tf_proto::tensorflow_hub::{image_module_info::InputSize, ImageModuleInfo, ModuleAttachment};
+    use tf_proto::tensorflow_hub::{
+        image_module_info::InputSize, ImageModuleInfo, ModuleAttachment,
+    };
     let tmp = tempfile::tempdir().unwrap();
     let module = copy_fixture(tmp.path());
     let path = module.join("saved_model.pb");
@@ -138,5 +153,8 @@ fn an_absurd_image_module_info_size_is_refused() {
     }
     std::fs::write(&path, saved.encode_to_vec()).unwrap();
     let text = error_text(&module);
-    assert!(text.contains("100000x100000") && text.contains("4096"), "{text}");
+    assert!(
+        text.contains("100000x100000") && text.contains("4096"),
+        "{text}"
+    );
 }

@@ -78,12 +78,7 @@ pub fn convert(
     let data_bytes = written?;
     if let Some(digest) = digest {
         provenance.checkpoint_sha256 = digest?;
-        patch_placeholder(
-            tmp.file(),
-            &header,
-            &provenance.checkpoint_sha256,
-            output,
-        )?;
+        patch_placeholder(tmp.file(), &header, &provenance.checkpoint_sha256, output)?;
     }
     tmp.persist()?;
     Ok(ConvertReport {
@@ -448,7 +443,9 @@ const HASH_CHUNK: usize = 16 << 20;
 
 /// sha256 over the data shards in shard order (the bytes of `variables.data-*`, so the same
 /// digest as `cat variables/variables.data-* | sha256sum`), read from the bundle's own maps.
-fn checkpoint_sha256(bundle: &hub_module::tensor_bundle::TensorBundle) -> Result<String, ModelError> {
+fn checkpoint_sha256(
+    bundle: &hub_module::tensor_bundle::TensorBundle,
+) -> Result<String, ModelError> {
     let mut hasher = Sha256::new();
     for map in (0..bundle.shard_count()).filter_map(|i| bundle.shard_map(i)) {
         let _ = map.advise(memmap2::Advice::Sequential);

@@ -19,9 +19,9 @@ pub fn check_header_names(path: &Path) -> Result<(), String> {
     let file = safe_fs::open_regular(path).map_err(|e| format!("cannot read: {e}"))?;
     let mut reader = file.take(8 + MAX_HEADER_BYTES);
     let mut len = [0u8; 8];
-    reader
-        .read_exact(&mut len)
-        .map_err(|_| "not a valid safetensors file: shorter than its 8-byte header length".to_string())?;
+    reader.read_exact(&mut len).map_err(|_| {
+        "not a valid safetensors file: shorter than its 8-byte header length".to_string()
+    })?;
     let len = u64::from_le_bytes(len);
     if len > MAX_HEADER_BYTES {
         return Err(format!(
@@ -47,7 +47,9 @@ pub fn check_header_names(path: &Path) -> Result<(), String> {
 /// a JSON object yields `None` (the `safetensors` crate reports it).
 fn duplicate_key(json: &[u8]) -> Option<String> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    serde::Deserializer::deserialize_map(&mut de, KeysVisitor).ok().flatten()
+    serde::Deserializer::deserialize_map(&mut de, KeysVisitor)
+        .ok()
+        .flatten()
 }
 
 struct KeysVisitor;
@@ -77,9 +79,14 @@ mod tests {
 
     #[test]
     fn repeated_names_are_found() {
-        let json = br#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":1,"a":{"x":[1,2]}}"#;
+        let json =
+            br#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":1,"a":{"x":[1,2]}}"#;
         assert_eq!(duplicate_key(json).as_deref(), Some("a"));
-        assert_eq!(duplicate_key(br#"{"a":1,"b":{"a":2}}"#), None, "only the top level counts");
+        assert_eq!(
+            duplicate_key(br#"{"a":1,"b":{"a":2}}"#),
+            None,
+            "only the top level counts"
+        );
         assert_eq!(duplicate_key(b"[1,2]"), None);
     }
 

@@ -41,7 +41,9 @@ fn cell_stride_zero_is_an_error_not_a_division_by_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let path = converted(tmp.path());
     edit_network(&path, |spec| spec["cells"][0]["stride"] = 0.into());
-    let err = Model::open(&path).err().expect("a stride-0 description was accepted");
+    let err = Model::open(&path)
+        .err()
+        .expect("a stride-0 description was accepted");
     let msg = err.to_string();
     assert!(
         msg.contains("fv.safetensors") && msg.contains("cells[0].stride") && msg.contains(": 0"),

@@ -146,7 +146,6 @@ fn count(cells: &[CellLayout], kind: CellKind) -> usize {
     cells.iter().filter(|c| c.kind == kind).count()
 }
 
-
 /// The genotype the graph's cells build; every cell of a kind must build the same.
 fn genotype_from_graph(cells: &[GraphCell]) -> Result<Genotype, GenotypeError> {
     let of = |kinds: &[CellKind]| -> Vec<&GraphCell> {

@@ -385,7 +385,12 @@ fn input_scaling(graph: &Graph) -> Option<(f32, f32)> {
 }
 
 /// The step of a binary op with one constant operand, and the other (non-constant) input.
-fn scaling_step<'n>(graph: &Graph, op: &str, a: &'n str, b: &'n str) -> Option<(ScalingStep, &'n str)> {
+fn scaling_step<'n>(
+    graph: &Graph,
+    op: &str,
+    a: &'n str,
+    b: &'n str,
+) -> Option<(ScalingStep, &'n str)> {
     let (constant, other, constant_first) = match (scalar_const(graph, a), scalar_const(graph, b)) {
         (None, Some(c)) => (c, a, false),
         (Some(c), None) => (c, b, true),
@@ -484,10 +489,7 @@ fn input_image_size(graph: &Graph) -> Option<[usize; 2]> {
 
 /// The stem conv: checks it is 3x3 / stride 2 / VALID (the layout assumes it) and returns its width.
 fn stem_filters(graph: &Graph) -> Result<Option<usize>, GenotypeError> {
-    let Some((name, node)) = STEM_CONVS
-        .iter()
-        .find_map(|n| Some((*n, graph.node(n)?)))
-    else {
+    let Some((name, node)) = STEM_CONVS.iter().find_map(|n| Some((*n, graph.node(n)?))) else {
         return Ok(None);
     };
     let strides = graph.ints(node, "strides").unwrap_or_default();
@@ -1160,7 +1162,11 @@ mod tests {
     fn scaling_graph(stem_scope: &str, chain: Vec<NodeDef>, conv_input: &str) -> MetaGraphDef {
         let mut nodes = vec![
             node("images", "Placeholder", &[]),
-            node(&format!("{stem_scope}/Conv2D"), "Conv2D", &[conv_input, "w"]),
+            node(
+                &format!("{stem_scope}/Conv2D"),
+                "Conv2D",
+                &[conv_input, "w"],
+            ),
         ];
         nodes.extend(chain);
         nodes.push(node("cell_0/cell_output/concat", "ConcatV2", &[]));
@@ -1181,7 +1187,10 @@ mod tests {
             ],
             "id",
         );
-        assert_eq!(input_scaling(&Graph::new(&meta).unwrap()), Some((2.0, -1.0)));
+        assert_eq!(
+            input_scaling(&Graph::new(&meta).unwrap()),
+            Some((2.0, -1.0))
+        );
         // Constant first, division, and `c - x`: (1 - x / 4) * 3 = -0.75 x + 3.
         let meta = scaling_graph(
             "stem/conv0",
@@ -1195,7 +1204,10 @@ mod tests {
             ],
             "hub_input/mul",
         );
-        assert_eq!(input_scaling(&Graph::new(&meta).unwrap()), Some((-0.75, 3.0)));
+        assert_eq!(
+            input_scaling(&Graph::new(&meta).unwrap()),
+            Some((-0.75, 3.0))
+        );
         // No ops at all: the images go in unscaled.
         let meta = scaling_graph("conv0", vec![], "images");
         assert_eq!(input_scaling(&Graph::new(&meta).unwrap()), Some((1.0, 0.0)));

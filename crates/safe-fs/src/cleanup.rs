@@ -116,7 +116,9 @@ extern "C" fn on_fatal_signal(signal: c_int) {
         libc::SIGINT => b"interrupted (SIGINT)".as_slice(),
         libc::SIGTERM => b"terminated (SIGTERM)",
         libc::SIGHUP => b"hung up (SIGHUP)",
-        libc::SIGBUS => b"bus error (SIGBUS): a memory-mapped input shrank or vanished while it was read",
+        libc::SIGBUS => {
+            b"bus error (SIGBUS): a memory-mapped input shrank or vanished while it was read"
+        }
         _ => b"aborted (SIGABRT), most likely out of memory",
     });
     for slot in SLOT_TABLE.iter() {
@@ -180,9 +182,7 @@ fn remove_tree(parent_fd: c_int, name: *const c_char, depth: usize) {
     let mut buf = [0u8; 4096];
     loop {
         // SAFETY: getdents64 fills at most `buf.len()` bytes of `buf`.
-        let n = unsafe {
-            libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len())
-        };
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
         if n <= 0 {
             break;
         }
@@ -221,10 +221,16 @@ mod tests {
 
     #[test]
     fn registrations_are_released_on_drop() {
-        let before = SLOT_TABLE.iter().filter(|s| !s.load(Ordering::Relaxed).is_null()).count();
+        let before = SLOT_TABLE
+            .iter()
+            .filter(|s| !s.load(Ordering::Relaxed).is_null())
+            .count();
         let a = register_file(Path::new("/tmp/a"));
         let b = register_tree(Path::new("/tmp/b"));
-        let used = SLOT_TABLE.iter().filter(|s| !s.load(Ordering::Relaxed).is_null()).count();
+        let used = SLOT_TABLE
+            .iter()
+            .filter(|s| !s.load(Ordering::Relaxed).is_null())
+            .count();
         assert!(used >= before + 2);
         drop((a, b));
         // Other tests may register concurrently, so only check ours are gone.
@@ -242,8 +248,11 @@ mod tests {
         std::fs::write(root.join("saved_model.pb"), b"x").unwrap();
         std::fs::write(root.join("variables/variables.index"), b"x").unwrap();
         for i in 0..300 {
-            std::fs::write(root.join(format!("variables/deeper/file-with-a-long-name-{i}")), b"x")
-                .unwrap();
+            std::fs::write(
+                root.join(format!("variables/deeper/file-with-a-long-name-{i}")),
+                b"x",
+            )
+            .unwrap();
         }
         let c = CString::new(root.as_os_str().as_bytes()).unwrap();
         remove_tree(libc::AT_FDCWD, c.as_ptr(), MAX_TREE_DEPTH);
@@ -267,7 +276,14 @@ mod tests {
         let (fd, map) = unsafe {
             let fd = libc::open(shard_c.as_ptr(), libc::O_RDONLY);
             assert!(fd >= 0);
-            let map = libc::mmap(null_mut(), 1 << 16, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+            let map = libc::mmap(
+                null_mut(),
+                1 << 16,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            );
             assert_ne!(map, libc::MAP_FAILED);
             (fd, map)
         };

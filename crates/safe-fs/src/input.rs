@@ -126,7 +126,10 @@ mod tests {
     #[test]
     fn folders_and_devices_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(open_regular(dir.path()).unwrap_err().to_string().contains("folder"));
+        assert!(open_regular(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("folder"));
         let err = open_regular(Path::new("/dev/zero")).unwrap_err();
         assert!(err.to_string().contains("character device"), "{err}");
     }

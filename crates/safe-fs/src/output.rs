@@ -80,9 +80,7 @@ impl AtomicOutput {
         self.tmp.as_file().sync_all().map_err(write_err)?;
         // The target may have been replaced by a special file since `create`.
         check_not_special(&target)?;
-        self.tmp
-            .persist(&target)
-            .map_err(|e| write_err(e.error))?;
+        self.tmp.persist(&target).map_err(|e| write_err(e.error))?;
         Ok(())
     }
 }
@@ -112,9 +110,9 @@ fn check_target(target: &Path, inputs: &[&Path]) -> Result<(), OutputError> {
         let Ok(input_meta) = std::fs::metadata(input) else {
             continue;
         };
-        let same_file = target_meta.as_ref().is_some_and(|t| {
-            t.dev() == input_meta.dev() && t.ino() == input_meta.ino()
-        });
+        let same_file = target_meta
+            .as_ref()
+            .is_some_and(|t| t.dev() == input_meta.dev() && t.ino() == input_meta.ino());
         if same_file {
             return Err(OutputError::IsInput {
                 target: target.to_path_buf(),
@@ -217,7 +215,9 @@ mod tests {
 
     #[test]
     fn refuses_special_files_and_folders() {
-        let err = AtomicOutput::create(Path::new("/dev/null"), &[]).err().unwrap();
+        let err = AtomicOutput::create(Path::new("/dev/null"), &[])
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("a device"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let err = AtomicOutput::create(dir.path(), &[]).err().unwrap();
@@ -240,6 +240,9 @@ mod tests {
             .err()
             .unwrap();
         let text = err.to_string();
-        assert!(text.starts_with("/nonexistent/x.bin: cannot write"), "{text}");
+        assert!(
+            text.starts_with("/nonexistent/x.bin: cannot write"),
+            "{text}"
+        );
     }
 }

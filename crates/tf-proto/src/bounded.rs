@@ -133,7 +133,11 @@ fn build_schema(set: &FileDescriptorSet) -> Schema {
                 .filter_map(|f| Some((u32::try_from(f.number?).ok()?, field_info(f, &by_name))))
                 .collect(),
             struct_size: 0,
-            is_map_entry: d.options.as_ref().and_then(|o| o.map_entry).unwrap_or(false),
+            is_map_entry: d
+                .options
+                .as_ref()
+                .and_then(|o| o.map_entry)
+                .unwrap_or(false),
         })
         .collect();
     let sizes: Vec<u64> = (0..messages.len())
@@ -157,7 +161,10 @@ fn collect(
     out.push((name, message.clone()));
 }
 
-fn field_info(f: &prost_types::FieldDescriptorProto, by_name: &HashMap<String, usize>) -> FieldInfo {
+fn field_info(
+    f: &prost_types::FieldDescriptorProto,
+    by_name: &HashMap<String, usize>,
+) -> FieldInfo {
     let kind = match f.r#type() {
         Type::Message | Type::Group => match f.type_name.as_deref().and_then(|n| by_name.get(n)) {
             Some(&i) => FieldKind::Message(i),
@@ -166,9 +173,13 @@ fn field_info(f: &prost_types::FieldDescriptorProto, by_name: &HashMap<String, u
         },
         Type::String | Type::Bytes => FieldKind::Bytes,
         Type::Bool => FieldKind::Scalar(1),
-        Type::Int32 | Type::Uint32 | Type::Sint32 | Type::Fixed32 | Type::Sfixed32 | Type::Float | Type::Enum => {
-            FieldKind::Scalar(4)
-        }
+        Type::Int32
+        | Type::Uint32
+        | Type::Sint32
+        | Type::Fixed32
+        | Type::Sfixed32
+        | Type::Float
+        | Type::Enum => FieldKind::Scalar(4),
         _ => FieldKind::Scalar(8),
     };
     FieldInfo {
@@ -208,7 +219,9 @@ fn walk(schema: &Schema, index: usize, mut bytes: &[u8], depth: usize, cost: &mu
         let Some(tag) = read_varint(&mut bytes) else {
             return;
         };
-        let field = u32::try_from(tag >> 3).ok().and_then(|n| message.fields.get(&n));
+        let field = u32::try_from(tag >> 3)
+            .ok()
+            .and_then(|n| message.fields.get(&n));
         let wire_type = tag & 7;
         let payload = match wire_type {
             0 => read_varint(&mut bytes).map(|_| &[][..]),
@@ -228,7 +241,13 @@ fn walk(schema: &Schema, index: usize, mut bytes: &[u8], depth: usize, cost: &mu
     }
 }
 
-fn field_cost(schema: &Schema, field: &FieldInfo, wire_type: u64, payload: &[u8], depth: usize) -> u64 {
+fn field_cost(
+    schema: &Schema,
+    field: &FieldInfo,
+    wire_type: u64,
+    payload: &[u8],
+    depth: usize,
+) -> u64 {
     let element = |size: u64| if field.repeated { size } else { 0 };
     match field.kind {
         FieldKind::Scalar(size) if wire_type == 2 => {
@@ -240,7 +259,11 @@ fn field_cost(schema: &Schema, field: &FieldInfo, wire_type: u64, payload: &[u8]
         FieldKind::Message(m) => {
             let sub = &schema.messages[m];
             // A map entry becomes a tree node: key, value and links.
-            let node = if sub.is_map_entry { sub.struct_size + 48 } else { element(sub.struct_size) };
+            let node = if sub.is_map_entry {
+                sub.struct_size + 48
+            } else {
+                element(sub.struct_size)
+            };
             let mut inner = 0u64;
             walk(schema, m, payload, depth + 1, &mut inner);
             node.saturating_add(inner)
@@ -277,7 +300,11 @@ mod tests {
 
     #[test]
     fn the_schema_knows_the_vendored_messages() {
-        for name in [".tensorflow.SavedModel", ".tensorflow.TensorProto", ".tensorflow_hub.ModuleDef"] {
+        for name in [
+            ".tensorflow.SavedModel",
+            ".tensorflow.TensorProto",
+            ".tensorflow_hub.ModuleDef",
+        ] {
             assert!(schema().by_name.contains_key(name), "{name}");
         }
         assert_eq!(decoded_size_estimate(&[], ".no.Such"), u64::MAX);
@@ -301,8 +328,14 @@ mod tests {
         let bytes = node.encode_to_vec();
         let estimate = decoded_size_estimate(&bytes, ".tensorflow.NodeDef");
         let real = 100_000 * std::mem::size_of::<TensorProto>() as u64;
-        assert!(estimate >= real, "estimate {estimate} below the vector alone {real}");
-        assert!(estimate > 100 * bytes.len() as u64, "a 2-byte tensor costs hundreds of bytes decoded");
+        assert!(
+            estimate >= real,
+            "estimate {estimate} below the vector alone {real}"
+        );
+        assert!(
+            estimate > 100 * bytes.len() as u64,
+            "a 2-byte tensor costs hundreds of bytes decoded"
+        );
         let err = decode_bounded::<NodeDef>(&bytes, ".tensorflow.NodeDef", 16 << 20).unwrap_err();
         assert!(matches!(err, BoundedDecodeError::TooLarge { .. }), "{err}");
         assert!(decode_bounded::<NodeDef>(&bytes, ".tensorflow.NodeDef", 1 << 30).is_ok());
@@ -311,9 +344,15 @@ mod tests {
     #[test]
     fn struct_estimates_are_at_least_the_real_sizes() {
         for (name, real) in [
-            (".tensorflow.TensorProto", std::mem::size_of::<TensorProto>()),
+            (
+                ".tensorflow.TensorProto",
+                std::mem::size_of::<TensorProto>(),
+            ),
             (".tensorflow.NodeDef", std::mem::size_of::<NodeDef>()),
-            (".tensorflow.TensorShapeProto", std::mem::size_of::<TensorShapeProto>()),
+            (
+                ".tensorflow.TensorShapeProto",
+                std::mem::size_of::<TensorShapeProto>(),
+            ),
             (".tensorflow.AttrValue", std::mem::size_of::<AttrValue>()),
         ] {
             let i = schema().by_name[name];
@@ -334,7 +373,8 @@ mod tests {
 
     #[test]
     fn malformed_bytes_are_left_to_the_decoder() {
-        let err = decode_bounded::<NodeDef>(&[0x0a, 0xff], ".tensorflow.NodeDef", 1 << 20).unwrap_err();
+        let err =
+            decode_bounded::<NodeDef>(&[0x0a, 0xff], ".tensorflow.NodeDef", 1 << 20).unwrap_err();
         assert!(matches!(err, BoundedDecodeError::Malformed(_)));
     }
 }

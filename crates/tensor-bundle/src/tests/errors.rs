@@ -359,7 +359,11 @@ fn keys_out_of_order() {
 fn fifos_in_place_of_the_index_or_a_shard_are_refused_at_once() {
     let mkfifo = |path: &std::path::Path| {
         std::fs::remove_file(path).unwrap();
-        assert!(std::process::Command::new("mkfifo").arg(path).status().unwrap().success());
+        assert!(std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap()
+            .success());
     };
     for file in ["ckpt.index", "ckpt.data-00000-of-00001"] {
         let dir = tempfile::tempdir().unwrap();
@@ -367,9 +371,15 @@ fn fifos_in_place_of_the_index_or_a_shard_are_refused_at_once() {
             .write(dir.path(), "ckpt", &TableOptions::default())
             .unwrap();
         mkfifo(&dir.path().join(file));
-        let err = check(TensorBundle::open(&prefix), &[file, "FIFO", "not a regular file"]);
+        let err = check(
+            TensorBundle::open(&prefix),
+            &[file, "FIFO", "not a regular file"],
+        );
         assert!(
-            matches!(err, BundleError::UnreadableIndex { .. } | BundleError::UnreadableShard { .. }),
+            matches!(
+                err,
+                BundleError::UnreadableIndex { .. } | BundleError::UnreadableShard { .. }
+            ),
             "{err}"
         );
     }
