@@ -254,8 +254,10 @@ impl Network {
         // im2col scratch (the stem and any KxK convolution), reused by every layer of the pass.
         let mut scratch = Vec::new();
         drop(scaled);
-        // outputs[0] is the stem; outputs[k] the output of cell k-1. Only the last two are
-        // ever read again, so older ones are dropped as the pass goes on.
+        // outputs[0] is the stem; outputs[k] the output of cell k-1. Each is dropped after
+        // the last cell that reads it (usually the next two; three back with NASNet-A
+        // large's `skip_reduction_layer_input`).
+        let last_use = last_uses(&self.spec);
         let mut outputs: Vec<Option<CellOutput>> = vec![Some(CellOutput::single(stem_out))];
         for (k, cell) in self.cells.iter().enumerate() {
             let layout = &cell.layout;
@@ -264,7 +266,7 @@ impl Network {
                 .and_then(Option::as_ref)
                 .ok_or_else(|| {
                     self.unsupported(format!(
-                        "{}: input is not one of the last two outputs",
+                        "{}: input is not an output computed before it",
                         layout.scope
                     ))
                 })?;
@@ -276,8 +278,10 @@ impl Network {
                 tap(&layout.scope, &out.concatenated());
             }
             outputs.push(Some(out));
-            if k >= 1 {
-                outputs[k - 1] = None;
+            for (i, output) in outputs.iter_mut().enumerate() {
+                if last_use.get(i).is_some_and(|&last| last <= k) {
+                    *output = None;
+                }
             }
         }
         match outputs.pop().flatten() {
@@ -372,10 +376,10 @@ fn load_cells(loader: &Loader, spec: &NetworkSpec) -> Result<Vec<CellLayer>, For
             layout.input_hw[1],
             layout.input_channels,
         ];
-        let too_old = |i: usize| i + 2 < shapes.len();
+        let computed = |i: usize| i < shapes.len();
         if input_shape != Some(expected)
-            || too_old(layout.input)
-            || layout.prev.is_some_and(too_old)
+            || !computed(layout.input)
+            || layout.prev.is_some_and(|p| !computed(p))
         {
             return Err(loader.unsupported(format!(
                 "{}: the network description's input {:?} does not follow the cells before it ({:?})",
@@ -448,4 +452,21 @@ fn load_dense(loader: &Loader, features: usize, classes: usize) -> Result<Dense,
         w: PackedWeights::new(features, classes, &w),
         b,
     })
+}
+
+/// For each output (0 = stem, k = cell k-1), the index of the last cell that reads it; the
+/// last cell's own output, read by the final layer, is never dropped.
+fn last_uses(spec: &NetworkSpec) -> Vec<usize> {
+    let mut last = vec![0usize; spec.cells.len() + 1];
+    for (k, layout) in spec.cells.iter().enumerate() {
+        for i in std::iter::once(layout.input).chain(layout.prev) {
+            if let Some(slot) = last.get_mut(i) {
+                *slot = k;
+            }
+        }
+    }
+    if let Some(final_output) = last.last_mut() {
+        *final_output = usize::MAX;
+    }
+    last
 }

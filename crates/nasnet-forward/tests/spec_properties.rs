@@ -156,6 +156,9 @@ struct Recipe {
     stem_filters: usize,
     image: [usize; 2],
     classes: Option<usize>,
+    /// NASNet-A large's wiring: the normal cell after a reduction cell takes as prev_layer
+    /// the output before the reduction cell's input.
+    skip_reduction_layer_input: bool,
 }
 
 fn recipe() -> impl Strategy<Value = Recipe> {
@@ -169,6 +172,7 @@ fn recipe() -> impl Strategy<Value = Recipe> {
         prop_oneof![Just(2usize), Just(3), Just(4)],
         (32usize..=48, 32usize..=48),
         proptest::option::of(1usize..=5),
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -181,6 +185,7 @@ fn recipe() -> impl Strategy<Value = Recipe> {
                 stem_filters,
                 (h, w),
                 classes,
+                skip_reduction_layer_input,
             )| {
                 Recipe {
                     genotype,
@@ -195,6 +200,7 @@ fn recipe() -> impl Strategy<Value = Recipe> {
                     stem_filters,
                     image: [h, w],
                     classes,
+                    skip_reduction_layer_input,
                 }
             },
         )
@@ -221,7 +227,14 @@ fn plan(r: &Recipe) -> Vec<CellPlan> {
                 width,
             ));
         }
-        plan.push(cell(format!("cell_{i}"), CellKind::Normal, width));
+        let mut normal = cell(format!("cell_{i}"), CellKind::Normal, width);
+        let after_reduction = plan.last().is_some_and(|c| c.kind == CellKind::Reduction);
+        if r.skip_reduction_layer_input && after_reduction {
+            // This cell's output index is plan.len() + 1; the reduction's input is
+            // plan.len() - 1, and the output before it plan.len() - 2.
+            normal.prev = plan.len().checked_sub(2);
+        }
+        plan.push(normal);
     }
     plan
 }
@@ -461,6 +474,7 @@ fn cells_of_four_and_six_combinations_build_and_run() {
             stem_filters: 4,
             image: [40, 40],
             classes: Some(3),
+            skip_reduction_layer_input: false,
         };
         let mut spec = spec(&r);
         let mut g = spec.genotype.clone();

@@ -420,8 +420,10 @@ impl CellWalk<'_> {
         Ok((output, live.saturating_add(temp.saturating_mul(2))))
     }
 
-    /// `input` is the output just before the cell, `prev` the one before that, `stride`
-    /// follows the kind.
+    /// `input` is the output just before the cell; `prev` any earlier output (the one before
+    /// `input` in AmoebaNet and NASNet-A mobile; three back after a reduction cell with
+    /// `skip_reduction_layer_input`, as in NASNet-A large), none only for the first cell;
+    /// `stride` follows the kind.
     fn check_wiring(&self, k: usize) -> Result<(), GenotypeError> {
         let l = self.layout;
         if l.input != k {
@@ -433,15 +435,17 @@ impl CellWalk<'_> {
                 ),
             ));
         }
-        let expected_prev = k.checked_sub(1);
-        if l.prev != expected_prev {
-            return Err(self.err(
-                "prev",
-                format!(
-                    "{:?}, but the prev_layer of cell {k} is {expected_prev:?} (the output before its input)",
-                    l.prev
-                ),
-            ));
+        let prev_ok = match l.prev {
+            None => k == 0,
+            Some(p) => p < k,
+        };
+        if !prev_ok {
+            let rule = if k == 0 {
+                "the first cell has no prev_layer (none)".to_string()
+            } else {
+                format!("the prev_layer of cell {k} must be an output computed before its input (0..{k})")
+            };
+            return Err(self.err("prev", format!("{:?}, but {rule}", l.prev)));
         }
         let stride = if l.kind == CellKind::Normal { 1 } else { 2 };
         if l.stride != stride {
@@ -1023,8 +1027,10 @@ mod tests {
                 "2, but a cell reads the output just before it (4)",
             ],
         );
-        let msg = refusal(|s| s.cells[4].prev = Some(1));
-        assert_names(&msg, &["cells[4].prev", "Some(1)", "Some(3)"]);
+        let msg = refusal(|s| s.cells[4].prev = Some(4));
+        assert_names(&msg, &["cells[4].prev", "Some(4)", "0..4"]);
+        let msg = refusal(|s| s.cells[4].prev = None);
+        assert_names(&msg, &["cells[4].prev", "None"]);
         let msg = refusal(|s| s.cells[0].prev = Some(0));
         assert_names(&msg, &["cells[0].prev"]);
         let msg = refusal(|s| s.cells[2].input_hw = [9, 9]);
