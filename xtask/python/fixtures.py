@@ -53,7 +53,23 @@ FIXTURES = [
     {"name": "amoebanet_c_n3_f8_224", "genotype": "amoeba_net_c", "num_cells": 3,
      "filters": 8, "image_size": 224, "num_classes": 10, "photo": "rocket.jpg",
      "seed": 3224, "tar_gz": False},
+    # NASNet-A as TF-slim builds it (family configs in nasnet_graph.FAMILIES).
+    # The mobile config has the structure of
+    # /work/shared/conformance/nasnet_a_mobile_n6_f8.
+    {"name": "nasnet_a_mobile_n6_f8", "family": "nasnet_a_mobile", "genotype": "nasnet_a",
+     "num_cells": 6, "filters": 8, "image_size": 224, "num_classes": 1001,
+     "photo": "chelsea.png", "seed": 6008, "tar_gz": False},
+    # The large config: stem x3 (96 filters), skip_reduction_layer_input=1.
+    {"name": "nasnet_a_large_n6_f16", "family": "nasnet_a_large", "genotype": "nasnet_a",
+     "num_cells": 6, "filters": 16, "image_size": 331, "num_classes": 1001,
+     "photo": "astronaut.png", "seed": 6016, "tar_gz": False,
+     # Only the photo: with the noise image its golden would be about 9.5 MB.
+     "noise": False},
 ]
+
+# Fixtures whose generated module is compared with an official export
+# (directory name under the conformance folder).
+CONFORMANCE = ["amoebanet_a_n6_f16", "nasnet_a_mobile_n6_f8"]
 
 # Photos from the scikit-image wheel (public domain / CC0, see its README.txt).
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "camera.png"]
@@ -75,12 +91,30 @@ def log(*a):
 # ---- generation -------------------------------------------------------------
 
 def fixture_metadata(fx):
-    return {"genotype": fx["genotype"], "num_cells": str(fx["num_cells"]),
+    meta = {"genotype": fx["genotype"], "num_cells": str(fx["num_cells"]),
             "filters": str(fx["filters"]), "image_size": str(fx["image_size"]),
             "num_classes": str(fx["num_classes"]),
             "reduction_indices": ",".join(map(str, nasnet_graph.reduction_indices(
                 fx["num_cells"]))),
             "seed": str(fx["seed"])}
+    # Only fixtures that name their family get the family's facts (the
+    # AmoebaNet goldens keep the metadata they always had).
+    if "family" in fx:
+        meta.update({k: str(v) for k, v in family_facts(fx).items()})
+    return meta
+
+
+def family_facts(fx):
+    fam = nasnet_graph.FAMILIES[fx["family"]]
+    return {"family": fx["family"], "stem_filters": nasnet_graph.stem_filters(fx["family"]),
+            "skip_reduction_layer_input": fam["skip_reduction_layer_input"],
+            "batch_norm_epsilon": fam["bn_epsilon"]}
+
+
+def module_spec(fx):
+    return hub_export.make_module_spec(genotypes.GENOTYPES[fx["genotype"]], fx["num_cells"],
+                                       fx["filters"], fx["image_size"], fx["num_classes"],
+                                       fx.get("family", "amoebanet"))
 
 
 def build_fixture(fx, modules_dir, goldens_dir):
@@ -90,9 +124,7 @@ def build_fixture(fx, modules_dir, goldens_dir):
     if os.path.exists(module_dir):
         shutil.rmtree(module_dir)
     log(f"exporting {fx['name']} ...")
-    spec = hub_export.make_module_spec(genotypes.GENOTYPES[fx["genotype"]], fx["num_cells"],
-                                       fx["filters"], fx["image_size"], fx["num_classes"])
-    hub_export.export_module(spec, module_dir, fx["seed"])
+    hub_export.export_module(module_spec(fx), module_dir, fx["seed"])
     # An empty assets/ folder cannot live in git; readers must cope without.
     assets = os.path.join(module_dir, "assets")
     if os.path.isdir(assets) and not os.listdir(assets):
@@ -137,6 +169,17 @@ def build_preprocess(out_dir):
             "producer": "TensorFlow " + __import__("tensorflow").__version__})
 
 
+def module_counts(module_dir, golden):
+    """Variables and values in a module's checkpoint, and its feature count."""
+    reader = tf.train.load_checkpoint(os.path.join(module_dir, "variables", "variables"))
+    shapes = reader.get_variable_to_shape_map()
+    counts = {"variables": len(shapes),
+              "values": int(sum(int(np.prod(s)) for s in shapes.values()))}
+    with safe_open(golden, "np") as f:
+        counts["features"] = int(f.get_slice("features").get_shape()[-1])
+    return counts
+
+
 def write_manifest(root_out):
     entries = []
     for fx in FIXTURES:
@@ -147,6 +190,10 @@ def write_manifest(root_out):
         e["golden"] = f"goldens/{fx['name']}.golden.safetensors"
         e["reduction_indices"] = nasnet_graph.reduction_indices(fx["num_cells"])
         e["cells"] = nasnet_graph.cell_scopes(fx["num_cells"])
+        if "family" in fx:
+            e.update(family_facts(fx))
+            e.update(module_counts(os.path.join(root_out, e["module"]),
+                                   os.path.join(root_out, e["golden"])))
         entries.append(e)
     manifest = {"fixtures": entries,
                 "preprocess": {"photos": PHOTOS, "sizes": PREPROCESS_SIZES}}
@@ -189,19 +236,16 @@ def compare_goldens(a, b, a_label, b_label, ignore_batch=False):
     return problems
 
 
-def numeric_conformance(conformance, tolerance=1e-4):
+def numeric_conformance(fx, conformance, tolerance=1e-4):
     """The generator's graph with the conformance module's weights must
-    reproduce the conformance golden (computed by TF 1.15 on the official
+    reproduce the conformance golden (computed by TensorFlow on the official
     graph): same structure is not enough if, say, an input were swapped."""
     golden = conformance.rstrip("/") + ".golden.safetensors"
     if not os.path.exists(golden):
         return [f"no golden {golden} for the numeric comparison"]
     with safe_open(golden, "np") as f:
         ref = {k: f.get_tensor(k) for k in f.keys()}
-    fx = FIXTURES[0]
-    spec = hub_export.make_module_spec(genotypes.GENOTYPES[fx["genotype"]], fx["num_cells"],
-                                       fx["filters"], fx["image_size"], fx["num_classes"])
-    got = hub_export.apply_module(spec, ref["images"],
+    got = hub_export.apply_module(module_spec(fx), ref["images"],
                                   checkpoint=os.path.join(conformance, "variables", "variables"))
     problems = []
     worst = 0.0
@@ -218,9 +262,32 @@ def numeric_conformance(conformance, tolerance=1e-4):
             problems.append(f"numeric: {k} differs from the conformance golden by {err:.3g} "
                             f"(relative to max |value|), tolerance {tolerance}")
     if not problems:
-        log(f"conformance: generated graph + conformance weights reproduce the TF 1.15 golden "
-            f"(worst relative difference {worst:.2g})")
+        log(f"conformance {fx['name']}: generated graph + conformance weights reproduce the "
+            f"conformance golden (worst relative difference {worst:.2g})")
     return problems
+
+
+def conformance_problems(tmp, name, conf_dir):
+    """Generated module `name` vs the official export in conf_dir: variables,
+    per-scope op types and signatures of both graph variants, node for node,
+    the golden's tensors, and the conformance golden reproduced."""
+    fx = next(f for f in FIXTURES if f["name"] == name)
+    ours = os.path.join(tmp, "modules", name)
+    if not os.path.isdir(conf_dir):
+        return [f"conformance {name}: module not found at {conf_dir}"]
+    found = graph_compare.compare(ours, conf_dir, a_label="generated", b_label="conformance")
+    found += graph_compare.compare_nodes(ours, conf_dir, a_label="generated",
+                                         b_label="conformance")
+    golden_conf = conf_dir.rstrip("/") + ".golden.safetensors"
+    if os.path.exists(golden_conf):
+        found += compare_goldens(os.path.join(tmp, "goldens", name + ".golden.safetensors"),
+                                 golden_conf, "generated", "conformance", ignore_batch=True)
+    found += numeric_conformance(fx, conf_dir)
+    if not found:
+        log(f"conformance: generated {name} has the same variables, per-scope op types, "
+            f"nodes (names, inputs, attributes; both graph variants) and signatures as "
+            f"{conf_dir}")
+    return [f"conformance {name}: {p}" for p in found]
 
 
 def check(root, conformance):
@@ -256,27 +323,13 @@ def check(root, conformance):
             else:
                 problems += [f"preprocess/{stem}: {p}" for p in compare_goldens(
                     pc, pg, "committed", "regenerated")]
-        # The generator against a module the official code exported (TF 1.15).
-        ours = os.path.join(tmp, "modules", "amoebanet_a_n6_f16")
-        if not os.path.isdir(conformance):
-            problems.append(f"conformance module not found at {conformance}")
-        else:
-            conf_problems = graph_compare.compare(ours, conformance, a_label="generated",
-                                                  b_label="conformance")
-            conf_problems += graph_compare.compare_nodes(ours, conformance,
-                                                         a_label="generated",
-                                                         b_label="conformance")
-            golden_conf = conformance.rstrip("/") + ".golden.safetensors"
-            if os.path.exists(golden_conf):
-                conf_problems += compare_goldens(
-                    os.path.join(tmp, "goldens", "amoebanet_a_n6_f16.golden.safetensors"),
-                    golden_conf, "generated", "conformance", ignore_batch=True)
-            conf_problems += numeric_conformance(conformance)
-            problems += [f"conformance amoebanet_a_n6_f16: {p}" for p in conf_problems]
-            if not conf_problems:
-                log("conformance: generated amoebanet_a_n6_f16 has the same variables, "
-                    "per-scope op types, nodes (names, inputs, attributes; both graph "
-                    f"variants) and signatures as {conformance}")
+        # The generator against modules the official code exported: the
+        # AmoebaNet one (TF 1.15) at `conformance`, the NASNet-A mobile one
+        # (TF-slim, TF 2.21) beside it.
+        for name in CONFORMANCE:
+            conf_dir = (conformance if name == CONFORMANCE[0]
+                        else os.path.join(os.path.dirname(conformance.rstrip("/")), name))
+            problems += conformance_problems(tmp, name, conf_dir)
     if problems:
         log(f"\n{len(problems)} mismatch(es):")
         for p in problems:
@@ -339,9 +392,7 @@ def synth_full(out_dir, with_noise, spec_tsv=None):
     if os.path.exists(module_dir):
         shutil.rmtree(module_dir)
     log(f"exporting {module_dir} (about 1.9 GB, takes minutes) ...")
-    spec = hub_export.make_module_spec(genotypes.GENOTYPES[fx["genotype"]], fx["num_cells"],
-                                       fx["filters"], fx["image_size"], fx["num_classes"])
-    hub_export.export_module(spec, module_dir, fx["seed"])
+    hub_export.export_module(module_spec(fx), module_dir, fx["seed"])
     if spec_tsv:
         problems = compare_with_tsv(module_dir, spec_tsv)
         for p in problems:

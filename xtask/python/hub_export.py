@@ -24,21 +24,37 @@ DROP_COLLECTIONS = ["moving_vars", v1.GraphKeys.GLOBAL_STEP,
                     v1.GraphKeys.MOVING_AVERAGE_VARIABLES]
 
 
-def make_module_spec(genotype, num_cells, num_filters, image_size, num_classes):
+def make_module_spec(genotype, num_cells, num_filters, image_size, num_classes,
+                     family="amoebanet"):
     """A hub ModuleSpec with the inference ({}) and training ({"train"})
-    graph variants; num_classes 0 makes the feature-vector module."""
+    graph variants; num_classes 0 makes the feature-vector module.  family
+    (a key of nasnet_graph.FAMILIES) picks the network code lineage."""
     genotypes.validate(genotype)
+    fam = nasnet_graph.FAMILIES[family]
 
     def module_fn(is_training):
-        with tf.name_scope("hub_input"):
-            images = v1.placeholder(tf.float32, [None, image_size, image_size, 3],
-                                    name="images")
-            # The module takes RGB in [0,1]; the network wants [-1,1].
-            scaled = tf.subtract(tf.multiply(images, 2.0, name="Mul"), 1.0, name="Sub")
+        shape = [None, image_size, image_size, 3]
+        if fam["input_scope"]:
+            with tf.name_scope(fam["input_scope"]):
+                images = v1.placeholder(tf.float32, shape, name="images")
+                # The module takes RGB in [0,1]; the network wants [-1,1].
+                scaled = tf.subtract(tf.multiply(images, 2.0, name="Mul"), 1.0, name="Sub")
+        else:
+            # TF-slim's export: the placeholder and the scaling at the top level.
+            images = v1.placeholder(tf.float32, shape, name="images")
+            scaled = tf.subtract(tf.multiply(images, 2.0, name="mul"), 1.0, name="sub")
         global_pool, logits = nasnet_graph.build_network(
-            scaled, genotype, num_cells, num_filters, num_classes, is_training)
+            scaled, genotype, num_cells, num_filters, num_classes, is_training, family)
         inputs = {"images": images}
-        if logits is not None:
+        if fam["graph_style"] == "tf2":
+            # The TF-slim export's signatures have only their `default` output.
+            if logits is not None:
+                hub.add_signature("default", inputs, {"default": logits})
+                hub.add_signature("image_classification", inputs, {"default": logits})
+            else:
+                hub.add_signature("default", inputs, {"default": global_pool})
+            hub.add_signature("image_feature_vector", inputs, {"default": global_pool})
+        elif logits is not None:
             predictions = tf.nn.softmax(logits, name="predictions")
             hub.add_signature("default", inputs, {"default": logits})
             hub.add_signature("image_classification", inputs, {

@@ -30,6 +30,47 @@ NUM_STEM_CELLS = 2
 NUM_REDUCTION_LAYERS = 2
 
 
+# The family is data: what differs between the network code lineages the hub
+# modules were exported from (shared/spec/amoebanet.md, nasnet-family.md).
+#   stem_scope      variable scope of conv0/conv0_bn ("" = the top level);
+#   stem_multiplier stem conv filters = int(32 * stem_multiplier);
+#   skip_reduction_layer_input  1: the normal cell after a reduction cell takes
+#                   as prev_layer the output before the reduction cell's input;
+#   bn_epsilon, bn_decay, weight_decay  the arg-scope values;
+#   drop_path       "v1" (constant keep, AmoebaNet's hub export) or "v3"
+#                   (TF-slim: keep scaled by layer and by step ratio);
+#   graph_style     "tf1": op for op what TF 1.15 built for the official
+#                   AmoebaNet export; "tf2": what TF-slim builds under TF 2.x
+#                   tf.compat.v1 (the NASNet-A conformance export);
+#   input_scope     scope of the images placeholder and the [0,1] -> [-1,1]
+#                   scaling ("hub_input"), or "" for TF-slim's export (top-level
+#                   `images`, `mul`, `sub`).
+FAMILIES = {
+    "amoebanet": {
+        "stem_scope": "stem", "stem_multiplier": 1.0, "skip_reduction_layer_input": 0,
+        "bn_epsilon": BN_EPSILON, "bn_decay": BN_DECAY, "weight_decay": WEIGHT_DECAY,
+        "drop_path": "v1", "drop_path_keep_prob": DROP_PATH_KEEP_PROB,
+        "graph_style": "tf1", "input_scope": "hub_input"},
+    # tensorflow/models research/slim/nets/nasnet/nasnet.py mobile_imagenet_config()
+    # and nasnet_mobile_arg_scope().
+    "nasnet_a_mobile": {
+        "stem_scope": "", "stem_multiplier": 1.0, "skip_reduction_layer_input": 0,
+        "bn_epsilon": 1e-3, "bn_decay": 0.9997, "weight_decay": 4e-5,
+        "drop_path": "v3", "drop_path_keep_prob": 1.0, "total_training_steps": 250000,
+        "graph_style": "tf2", "input_scope": ""},
+    # large_imagenet_config() and nasnet_large_arg_scope().
+    "nasnet_a_large": {
+        "stem_scope": "", "stem_multiplier": 3.0, "skip_reduction_layer_input": 1,
+        "bn_epsilon": 1e-3, "bn_decay": 0.9997, "weight_decay": 5e-5,
+        "drop_path": "v3", "drop_path_keep_prob": 0.7, "total_training_steps": 250000,
+        "graph_style": "tf2", "input_scope": ""},
+}
+
+
+def stem_filters(family):
+    return int(STEM_FILTERS * FAMILIES[family]["stem_multiplier"])
+
+
 def reduction_indices(num_cells, num_reduction_layers=NUM_REDUCTION_LAYERS):
     """Normal-cell numbers before which a reduction cell is inserted."""
     return [int(float(k) / (num_reduction_layers + 1) * num_cells)
@@ -76,6 +117,19 @@ def _fan_out_truncated_normal(shape, dtype=tf.float32, partition_info=None):
         return tf.raw_ops.Add(x=tf.multiply(rnd, std, name="mul"), y=mean, name=scope)
 
 
+def _fan_out_truncated_normal_v2(shape, dtype=tf.float32, partition_info=None):
+    """The same initializer as TF 2.x builds it for TF-slim (AddV2)."""
+    del partition_info
+    fan_out = float(shape[-1]) if len(shape) == 2 else float(shape[0] * shape[1] * shape[3])
+    stddev = (2.0 / max(1.0, fan_out)) ** 0.5 / 0.87962566103423978
+    with tf.name_scope("truncated_normal") as scope:
+        shape_t = tf.constant(list(shape), dtype=tf.int32, name="shape")
+        mean = tf.constant(0.0, dtype=dtype, name="mean")
+        std = tf.constant(stddev, dtype=dtype, name="stddev")
+        rnd = tf.raw_ops.TruncatedNormal(shape=shape_t, dtype=dtype, name="TruncatedNormal")
+        return tf.raw_ops.AddV2(x=tf.multiply(rnd, std, name="mul"), y=mean, name=scope)
+
+
 def _random_uniform(shape):
     """Uniform [0,1) noise of a dynamic shape, as tf.random_uniform in TF 1.x."""
     with tf.name_scope("random_uniform") as scope:
@@ -92,8 +146,14 @@ class NetBuilder:
     """One graph variant: is_training selects BN batch statistics, drop path
     and dense dropout (the hub `{"train"}` graph) or inference (tags `{}`)."""
 
-    def __init__(self, is_training):
+    def __init__(self, is_training, family="amoebanet"):
         self.is_training = is_training
+        self.family = FAMILIES[family]
+        self.tf2 = self.family["graph_style"] == "tf2"
+        # Drop path v3 (TF-slim): the cell being built and the step tensor.
+        self.cell_num = -1
+        self.total_num_cells = None
+        self.current_step = None
 
     # ---- variables ---------------------------------------------------------
 
@@ -104,12 +164,13 @@ class NetBuilder:
         because slim's layers named the variable `kernel` before renaming it."""
         var = v1.get_variable(
             name, shape, dtype=tf.float32,
-            initializer=_fan_out_truncated_normal,
+            initializer=_fan_out_truncated_normal_v2 if self.tf2 else _fan_out_truncated_normal,
             collections=[v1.GraphKeys.GLOBAL_VARIABLES, v1.GraphKeys.MODEL_VARIABLES],
             trainable=True, use_resource=True)
         with tf.name_scope(f"{regularizer_scope}/Regularizer"):
             with tf.name_scope("l2_regularizer") as scope:
-                scale = tf.constant(WEIGHT_DECAY, dtype=tf.float32, name="scale")
+                scale = tf.constant(self.family["weight_decay"], dtype=tf.float32,
+                                    name="scale")
                 loss = tf.multiply(scale, tf.nn.l2_loss(var), name=scope)
         v1.add_to_collection(v1.GraphKeys.REGULARIZATION_LOSSES, loss)
         return var
@@ -127,9 +188,11 @@ class NetBuilder:
         kh, kw = kernel
         with v1.variable_scope(scope):
             w = self._weights("weights", [kh, kw, _channels(x), filters], "kernel")
-            # slim's convolution left this (dead) constant in every conv scope;
-            # kept so per-scope op lists equal the official graph's.
-            tf.constant([rate, rate], dtype=tf.int32, name="dilation_rate")
+            # TF 1.x slim's convolution left this (dead) constant in every conv
+            # scope; kept so per-scope op lists equal the official graph's
+            # (TF-slim under TF 2.x has none).
+            if not self.tf2:
+                tf.constant([rate, rate], dtype=tf.int32, name="dilation_rate")
             return tf.nn.conv2d(x, w, strides=[1, stride[0], stride[1], 1],
                                 padding=padding, dilations=[1, rate, rate, 1],
                                 name="Conv2D")
@@ -148,21 +211,33 @@ class NetBuilder:
         """The official custom batch_norm: fused BN with gamma and beta, moving
         statistics updated with zero_debias=False in training."""
         c = _channels(x)
+        eps, decay = self.family["bn_epsilon"], self.family["bn_decay"]
         with v1.variable_scope(scope):
             beta = self._bn_variable("beta", c, v1.zeros_initializer(), True)
             gamma = self._bn_variable("gamma", c, v1.ones_initializer(), True)
             moving_mean = self._bn_variable("moving_mean", c, v1.zeros_initializer(), False)
             moving_var = self._bn_variable("moving_variance", c, v1.ones_initializer(), False)
-            if self.is_training:
-                y, mean, var = v1.nn.fused_batch_norm(x, gamma, beta, epsilon=BN_EPSILON,
+            if self.is_training and self.tf2:
+                # slim.batch_norm(fused=True) under TF 2.x: the moving
+                # statistics are inputs of the op, the decay one constant.
+                y, mean, var = v1.nn.fused_batch_norm(x, gamma, beta, mean=moving_mean,
+                                                      variance=moving_var, epsilon=eps,
+                                                      is_training=True)
+                decay_t = tf.constant(decay, dtype=tf.float32, name="Const")
+                for mv, value in ((moving_mean, mean), (moving_var, var)):
+                    upd = moving_averages.assign_moving_average(mv, value, decay_t,
+                                                                zero_debias=False)
+                    v1.add_to_collection(v1.GraphKeys.UPDATE_OPS, upd)
+            elif self.is_training:
+                y, mean, var = v1.nn.fused_batch_norm(x, gamma, beta, epsilon=eps,
                                                       is_training=True)
                 for mv, value in ((moving_mean, mean), (moving_var, var)):
-                    upd = moving_averages.assign_moving_average(mv, value, BN_DECAY,
+                    upd = moving_averages.assign_moving_average(mv, value, decay,
                                                                 zero_debias=False)
                     v1.add_to_collection(v1.GraphKeys.UPDATE_OPS, upd)
             else:
                 y, _, _ = v1.nn.fused_batch_norm(x, gamma, beta, mean=moving_mean,
-                                                 variance=moving_var, epsilon=BN_EPSILON,
+                                                 variance=moving_var, epsilon=eps,
                                                  is_training=False)
             return y
 
@@ -199,13 +274,26 @@ class NetBuilder:
         return self.batch_norm(tf.concat([path1, path2], axis=3), "final_path_bn")
 
     def drop_path(self, x):
-        """Per-example drop of a whole branch (v1: constant keep probability
-        because the hub export has no burn-in); identity at inference."""
-        if not self.is_training or DROP_PATH_KEEP_PROB >= 1.0:
+        """Per-example drop of a whole branch; identity at inference.  v1:
+        constant keep probability (the AmoebaNet hub export has no burn-in);
+        v3 (TF-slim): keep = 1 - layer_ratio * step_ratio * (1 - keep), the
+        layer ratio (cell_num + 1) / total_num_cells, the step ratio
+        min(1, step / total_training_steps) of the step tensor."""
+        keep_prob = self.family["drop_path_keep_prob"]
+        if not self.is_training or keep_prob >= 1.0:
             return x
+        if self.family["drop_path"] == "v1":
+            batch = tf.shape(x)[0]
+            keep = tf.cast(keep_prob, x.dtype)
+            noise = keep + _random_uniform([batch, 1, 1, 1])
+            return v1.div(x, keep) * tf.floor(noise)
+        layer_ratio = (self.cell_num + 1) / float(self.total_num_cells)
+        keep = 1 - layer_ratio * (1 - keep_prob)
+        step = tf.cast(self.current_step, tf.float32)
+        ratio = tf.minimum(1.0, step / self.family["total_training_steps"])
+        keep = 1 - ratio * (1 - keep)
         batch = tf.shape(x)[0]
-        keep = tf.cast(DROP_PATH_KEEP_PROB, x.dtype)
-        noise = keep + _random_uniform([batch, 1, 1, 1])
+        noise = keep + v1.random_uniform([batch, 1, 1, 1], dtype=tf.float32)
         return v1.div(x, keep) * tf.floor(noise)
 
     def dense_dropout(self, x):
@@ -214,6 +302,19 @@ class NetBuilder:
         with tf.name_scope("dropout"):
             if not self.is_training:
                 return tf.identity(x)
+            if self.tf2:
+                # TF 2.x's nn.dropout as slim.dropout builds it there.
+                with tf.name_scope("dropout_1"):
+                    scaled = tf.multiply(x, tf.constant(1.0 / DENSE_KEEP_PROB, name="Const"),
+                                         name="Mul")
+                    shape = tf.shape(x, name="Shape")
+                    with tf.name_scope("random_uniform"):
+                        uniform = tf.raw_ops.RandomUniform(shape=shape, dtype=tf.float32,
+                                                           name="RandomUniform")
+                    keep = tf.greater_equal(uniform, 1.0 - DENSE_KEEP_PROB, name="GreaterEqual")
+                    zero = tf.constant(0.0, name="Const_1")
+                    return tf.raw_ops.SelectV2(condition=keep, t=scaled, e=zero,
+                                               name="SelectV2")
             with tf.name_scope("dropout_1"):
                 rate = tf.constant(1.0 - DENSE_KEEP_PROB, name="rate")
                 uniform = _random_uniform(tf.shape(x))
@@ -316,17 +417,22 @@ class Cell:
         keep = [s for s, used in zip(states, self.used) if not used]
         return tf.concat(keep, axis=3)
 
-    def __call__(self, net, scope, filter_scaling, stride, prev):
+    def __call__(self, net, scope, filter_scaling, stride, prev, cell_num=-1):
         b = self.b
         self.filter_size = int(self.num_filters * filter_scaling)
+        b.cell_num = cell_num
         with v1.variable_scope(scope):
             prev = self._reduce_prev_layer(prev, net)
             h0 = b.batch_norm(b.conv(tf.nn.relu(net), self.filter_size, (1, 1), "1x1"),
                               "beginning_bn")
-            # The official cell splits h0 into one piece (a no-op Split); TF 1.x
-            # also materialised num_or_size_splits as a Const.
-            tf.constant(1, dtype=tf.int32, name="Const")
-            states = tf.split(h0, num_or_size_splits=1, axis=3) + [prev]
+            if b.tf2:
+                # TF 2.x makes no op for a split into one piece.
+                states = [h0, prev]
+            else:
+                # The official cell splits h0 into one piece (a no-op Split); TF
+                # 1.x also materialised num_or_size_splits as a Const.
+                tf.constant(1, dtype=tf.int32, name="Const")
+                states = tf.split(h0, num_or_size_splits=1, axis=3) + [prev]
             for it in range(5):
                 with v1.variable_scope(f"comb_iter_{it}"):
                     li, ri = self.idx[2 * it], self.idx[2 * it + 1]
@@ -341,31 +447,61 @@ class Cell:
                 return self._combine_unused_states(states)
 
 
-def build_network(images, genotype, num_cells, num_filters, num_classes, is_training):
+def _stem(b, images, filters):
+    net = b.conv(images, filters, (3, 3), "conv0", stride=(2, 2), padding="VALID")
+    return b.batch_norm(net, "conv0_bn")
+
+
+def build_network(images, genotype, num_cells, num_filters, num_classes, is_training,
+                  family="amoebanet"):
     """images: [N,H,W,3] in [-1,1].  Returns (global_pool, logits or None).
 
-    num_classes None or 0 builds the feature-vector variant (no final FC)."""
-    b = NetBuilder(is_training)
-    with v1.variable_scope("stem"):
-        net = b.conv(images, STEM_FILTERS, (3, 3), "conv0", stride=(2, 2), padding="VALID")
-        net = b.batch_norm(net, "conv0_bn")
+    num_classes None or 0 builds the feature-vector variant (no final FC).
+    family: a key of FAMILIES."""
+    b = NetBuilder(is_training, family)
+    fam = b.family
+    if b.tf2 and is_training:
+        # The drop-path step tensor of the TF-slim export: the last training
+        # step, so the keep probability is at its final value (a hub module
+        # holds no global step).
+        b.current_step = tf.constant(fam["total_training_steps"], dtype=tf.int64,
+                                     name="drop_path_final_step")
+    # 2 stem cells + 2 reduction cells + the normal cells (TF-slim's count).
+    b.total_num_cells = num_cells + 2 + NUM_STEM_CELLS
+    if fam["stem_scope"]:
+        with v1.variable_scope(fam["stem_scope"]):
+            net = _stem(b, images, stem_filters(family))
+    else:
+        net = _stem(b, images, stem_filters(family))
     normal = Cell(b, num_filters, genotype["normal"])
     reduction = Cell(b, num_filters, genotype["reduction"])
 
     outputs = [None, net]
     scaling = 1.0 / (2 ** NUM_STEM_CELLS)
+    true_cell_num = 0
     for i in range(NUM_STEM_CELLS):  # stem cells are reduction cells
-        net = reduction(net, f"cell_stem_{i}", scaling, 2, outputs[-2])
+        net = reduction(net, f"cell_stem_{i}", scaling, 2, outputs[-2], true_cell_num)
         outputs.append(net)
         scaling *= 2
+        true_cell_num += 1
     red = reduction_indices(num_cells)
+    skip = fam["skip_reduction_layer_input"]
     for n in range(num_cells):
+        # skip_reduction_layer_input: prev is picked before a reduction cell
+        # is appended, so the normal cell after a reduction cell gets the
+        # reduction cell's own prev_layer.
+        prev = outputs[-2] if skip else None
         if n in red:
             scaling *= 2
-            net = reduction(net, f"reduction_cell_{red.index(n)}", scaling, 2, outputs[-2])
+            net = reduction(net, f"reduction_cell_{red.index(n)}", scaling, 2, outputs[-2],
+                            true_cell_num)
             outputs.append(net)
-        net = normal(net, f"cell_{n}", scaling, 1, outputs[-2])
+            true_cell_num += 1
+        if not skip:
+            prev = outputs[-2]
+        net = normal(net, f"cell_{n}", scaling, 1, prev, true_cell_num)
         outputs.append(net)
+        true_cell_num += 1
 
     with v1.variable_scope("final_layer"):
         net = tf.nn.relu(net)
@@ -380,6 +516,9 @@ def build_network(images, genotype, num_cells, num_filters, num_classes, is_trai
                     collections=[v1.GraphKeys.GLOBAL_VARIABLES, v1.GraphKeys.MODEL_VARIABLES],
                     trainable=True, use_resource=True)
                 logits = tf.nn.bias_add(tf.linalg.matmul(x, w), bias)
+            if b.tf2:
+                # TF-slim names the softmax inside final_layer.
+                tf.nn.softmax(logits, name="predictions")
     return global_pool, logits
 
 
