@@ -61,6 +61,13 @@ struct Prediction {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.features {
+        // Refused now rather than after every photo has been classified.
+        let inputs: Vec<&Path> = std::iter::once(args.model.as_path())
+            .chain(args.images.iter().map(PathBuf::as_path))
+            .collect();
+        safe_fs::check_output(path, &inputs)?;
+    }
     let model = Model::open(&args.model)?;
     let labels_wanted = model.spec.num_classes.is_some();
     if !labels_wanted && args.features.is_none() {
@@ -85,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let outcomes = classify_all(&classifier, &args)?;
     if let Some(path) = &args.features {
-        write_features(path, &outcomes, model.spec.num_features)?;
+        write_features(path, &args.model, &outcomes, model.spec.num_features)?;
     }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if args.json {
@@ -179,11 +186,19 @@ fn report(batch: &[Outcome], json: bool) -> std::io::Result<()> {
     for outcome in batch {
         match &outcome.result {
             Err(message) => report_error(message),
-            Ok(prediction) if !json => print_text(&mut stdout, &outcome.path, prediction)?,
+            Ok(prediction) if !json => {
+                print_text(&mut stdout, &outcome.path, prediction).map_err(stdout_error)?
+            }
             Ok(_) => {}
         }
     }
-    stdout.flush()
+    stdout.flush().map_err(stdout_error)
+}
+
+/// Names standard output in a write error, keeping its kind (a closed pipe stays
+/// `BrokenPipe`, which `main` ends quietly).
+fn stdout_error(e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("standard output: cannot write: {e}"))
 }
 
 /// A photo's error on stderr. Nothing can be done if stderr itself is closed, so a failed
@@ -237,14 +252,20 @@ fn print_json(outcomes: &[Outcome], labels_wanted: bool) -> anyhow::Result<()> {
         .collect();
     let text = serde_json::to_string_pretty(&items)?;
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{text}")?;
-    stdout.flush()?;
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .map_err(stdout_error)?;
     Ok(())
 }
 
 /// `features` [N, D] for the photos that succeeded, their paths in the metadata, written
 /// through a temporary file and a rename.
-fn write_features(path: &Path, outcomes: &[Outcome], dim: usize) -> anyhow::Result<()> {
+fn write_features(
+    path: &Path,
+    model: &Path,
+    outcomes: &[Outcome],
+    dim: usize,
+) -> anyhow::Result<()> {
     let good: Vec<(&Path, &Prediction)> = outcomes
         .iter()
         .filter_map(|o| o.result.as_ref().ok().map(|p| (o.path.as_path(), p)))
@@ -265,7 +286,9 @@ fn write_features(path: &Path, outcomes: &[Outcome], dim: usize) -> anyhow::Resu
     )?;
     let metadata = HashMap::from([("images".to_string(), serde_json::to_string(&names)?)]);
     let serialized = safetensors::serialize([("features", view)], Some(metadata))?;
-    let inputs: Vec<&Path> = outcomes.iter().map(|o| o.path.as_path()).collect();
+    let inputs: Vec<&Path> = std::iter::once(model)
+        .chain(outcomes.iter().map(|o| o.path.as_path()))
+        .collect();
     super::write_atomically(path, &inputs, &serialized)
 }
 

@@ -25,6 +25,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.check {
         let start = std::time::Instant::now();
         module.bundle().verify_all()?;
+        // A tensor this reader cannot read cannot be checked either: say so, do not skip it.
+        if let Some(first) = module.bundle().unsupported().first() {
+            anyhow::bail!(
+                "{}: {} tensor(s) cannot be checked, the first {:?} of dtype {} (this reader \
+                 reads numeric dtypes only; `inspect` without --check lists them)",
+                module.bundle().index_path().display(),
+                module.bundle().unsupported().len(),
+                first.name,
+                first.dtype_name()
+            );
+        }
         let seconds = start.elapsed().as_secs_f64();
         eprintln!(
             "checksums: {} tensors, {} bytes verified in {seconds:.2} s ({:.2} GB/s)",

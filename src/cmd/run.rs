@@ -26,6 +26,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // A bad output path is refused before the work, not after it.
+    safe_fs::check_output(&args.output, &[args.model.as_path(), args.input.as_path()])?;
     let images = read_images(&args.input)?;
     let model = Model::open(&args.model)?;
     let network = model.network()?;

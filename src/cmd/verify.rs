@@ -33,13 +33,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     options.check()?;
     let golden = Golden::open(&args.golden)?;
     let model = Model::open(&args.model)?;
-    golden.check_against(&model.spec)?;
+    // The weights are checked against the model's own description first, so that a model
+    // at odds with itself is named as such, not blamed on the golden file.
     let network = model.network()?;
+    golden.check_against(&model.spec)?;
     let report = verify::verify(&network, &golden, options)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::print_out(&(serde_json::to_string_pretty(&report)? + "\n"))?;
     } else {
-        print!("{}", report.to_text(options));
+        super::print_out(&report.to_text(options))?;
     }
     Ok(if report.pass {
         ExitCode::SUCCESS

@@ -121,6 +121,14 @@ impl HubModule {
             .into_iter()
             .map(|g| GraphVariant::from_meta_graph(g, &shown(SAVED_MODEL_FILE)))
             .collect::<Result<Vec<_>, _>>()?;
+        if variants.is_empty() {
+            return Err(ModuleError::Malformed {
+                path: shown(SAVED_MODEL_FILE),
+                problem:
+                    "holds no graph (MetaGraphDef): not an exported module, or a truncated one"
+                        .to_string(),
+            });
+        }
         let bundle =
             TensorBundle::open_shown(&root.join(VARIABLES_PREFIX), &shown(VARIABLES_PREFIX))?;
         Ok(HubModule {

@@ -116,7 +116,7 @@ impl ModuleSummary {
                 let shape: Vec<String> = v.shape.iter().map(|d| d.to_string()).collect();
                 out += &format!(
                     "  {}  {}  [{}]  {} bytes\n",
-                    v.name,
+                    printable(&v.name),
                     v.dtype,
                     shape.join(", "),
                     v.bytes
@@ -135,18 +135,50 @@ fn variant_text(v: &VariantSummary) -> String {
         v.num_nodes
     );
     for s in &v.signatures {
-        out += &format!("  signature {}\n", s.name);
+        out += &format!("  signature {}\n", printable(&s.name));
         for (dir, specs) in [("input ", &s.inputs), ("output", &s.outputs)] {
             for t in specs.iter() {
                 out += &format!(
                     "    {dir} {:<12} {:<7} {:<18} {}\n",
-                    t.key,
+                    printable(&t.key),
                     t.dtype,
                     t.shape_text(),
-                    t.tensor
+                    printable(&t.tensor)
                 );
             }
         }
     }
     out
+}
+
+/// A name from the file as one line of terminal text: control characters (newlines, escape
+/// sequences) and bidirectional overrides are shown as `\u{..}` escapes.
+fn printable(name: &str) -> String {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !name.chars().any(unsafe_char) {
+        return name.to_string();
+    }
+    name.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(super::printable("cell_0/1x1/weights"), "cell_0/1x1/weights");
+        assert_eq!(super::printable("a\nb\u{1b}[2J"), "a\\u{a}b\\u{1b}[2J");
+        assert_eq!(super::printable("x\u{202e}y"), "x\\u{202e}y");
+    }
 }

@@ -1,9 +1,12 @@
-//! Checks on a safetensors header that the `safetensors` crate does not make.
+//! Checks on a safetensors header that name the tensor at fault.
 //!
-//! The format forbids a tensor name appearing twice in the header, but JSON decoders keep the
-//! last of two equal keys silently, so a file could carry two different tensors under one
-//! name and which one is used would depend on the reader. This module reads the header
-//! itself (capped like the `safetensors` crate caps it) and refuses repeated names.
+//! The `safetensors` crate validates a header too, but its errors name no tensor (or the
+//! wrong one), and it accepts a name listed twice: JSON decoders keep the last of two equal
+//! keys silently, so a file could carry two different tensors under one name. This module
+//! reads the header itself (capped as the `safetensors` crate caps it) and checks, naming the
+//! tensor: no repeated name, a known dtype, a shape whose byte size does not overflow and
+//! equals its data offsets, data inside the file, and the tensors tiling the data buffer
+//! with no hole or overlap. Used for converted models here and for golden files by `verify`.
 
 use std::fmt;
 use std::io::Read;
@@ -12,50 +15,171 @@ use std::path::Path;
 /// The `safetensors` crate's own cap on a header's length (100 MB).
 pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 
-/// Opens `path` as a regular file (never blocking on a FIFO) and checks that no name appears
-/// twice at the top level of its header. `Err` holds the problem, for the caller to prefix
-/// with the file name.
-pub fn check_header_names(path: &Path) -> Result<(), String> {
+/// Opens `path` as a regular file (never blocking on a FIFO) and checks its header. `Err`
+/// holds the problem, for the caller to prefix with the file name.
+pub fn check_header(path: &Path) -> Result<(), String> {
     let file = safe_fs::open_regular(path).map_err(|e| format!("cannot read: {e}"))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| format!("cannot read: {e}"))?
+        .len();
     let mut reader = file.take(8 + MAX_HEADER_BYTES);
     let mut len = [0u8; 8];
-    reader.read_exact(&mut len).map_err(|_| {
-        "not a valid safetensors file: shorter than its 8-byte header length".to_string()
-    })?;
-    let len = u64::from_le_bytes(len);
-    if len > MAX_HEADER_BYTES {
-        return Err(format!(
-            "not a valid safetensors file: a header of {len} bytes (the format's cap is {MAX_HEADER_BYTES})"
-        ));
-    }
+    reader
+        .read_exact(&mut len)
+        .map_err(|_| invalid("shorter than its 8-byte header length"))?;
+    let header_len = header_len(u64::from_le_bytes(len), file_len)?;
     let mut header = Vec::new();
     reader
-        .take(len)
+        .take(header_len)
         .read_to_end(&mut header)
         .map_err(|e| format!("cannot read: {e}"))?;
-    if header.len() as u64 != len {
-        return Err("not a valid safetensors file: the header is truncated".to_string());
+    if header.len() as u64 != header_len {
+        return Err(invalid("the header is truncated"));
     }
-    duplicate_key(&header).map_or(Ok(()), |name| {
-        Err(format!(
-            "not a valid safetensors file: the header lists {name:?} twice (the format forbids repeated names)"
-        ))
+    check_header_json(&header, file_len - 8 - header_len)
+}
+
+/// Checks the header of a whole safetensors file held in memory.
+pub fn check_safetensors_bytes(bytes: &[u8]) -> Result<(), String> {
+    let len = bytes
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| invalid("shorter than its 8-byte header length"))?;
+    let header_len = header_len(len, bytes.len() as u64)?;
+    let end = 8 + header_len as usize;
+    check_header_json(&bytes[8..end], (bytes.len() - end) as u64)
+}
+
+fn header_len(len: u64, file_len: u64) -> Result<u64, String> {
+    if len > MAX_HEADER_BYTES {
+        return Err(invalid(&format!(
+            "a header of {len} bytes (the format's cap is {MAX_HEADER_BYTES})"
+        )));
+    }
+    if len > file_len.saturating_sub(8) {
+        return Err(invalid(&format!(
+            "a header of {len} bytes in a file of {file_len}"
+        )));
+    }
+    Ok(len)
+}
+
+fn invalid(problem: &str) -> String {
+    format!("not a valid safetensors file: {problem}")
+}
+
+/// One tensor's entry, as the header states it.
+struct Entry {
+    name: String,
+    start: u64,
+    end: u64,
+}
+
+fn check_header_json(json: &[u8], data_len: u64) -> Result<(), String> {
+    let (entries, repeated) = read_entries(json)?;
+    if let Some(name) = repeated {
+        return Err(invalid(&format!(
+            "the header lists {name:?} twice (the format forbids repeated names)"
+        )));
+    }
+    let mut tensors = Vec::with_capacity(entries.len());
+    for (name, value) in entries {
+        if name != "__metadata__" {
+            tensors.push(check_entry(name, &value, data_len)?);
+        }
+    }
+    check_tiling(tensors, data_len)
+}
+
+/// Every top-level entry in file order, and the first name that appears twice.
+fn read_entries(json: &[u8]) -> Result<(Vec<(String, serde_json::Value)>, Option<String>), String> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let entries = serde::Deserializer::deserialize_map(&mut de, EntriesVisitor)
+        .map_err(|e| invalid(&format!("invalid JSON in header: {e}")))?;
+    de.end()
+        .map_err(|e| invalid(&format!("invalid JSON in header: {e}")))?;
+    Ok(entries)
+}
+
+fn check_entry(name: String, value: &serde_json::Value, data_len: u64) -> Result<Entry, String> {
+    let bad = |problem: String| invalid(&format!("tensor {name:?}: {problem}"));
+    let dtype = value["dtype"]
+        .as_str()
+        .ok_or_else(|| bad("no dtype".into()))?;
+    let width = dtype_bytes(dtype).ok_or_else(|| bad(format!("unknown dtype {dtype:?}")))?;
+    let shape = value["shape"]
+        .as_array()
+        .ok_or_else(|| bad("no shape".into()))?;
+    let mut bytes = width;
+    for dim in shape {
+        let dim = dim
+            .as_u64()
+            .ok_or_else(|| bad(format!("shape {shape:?} is not a list of sizes")))?;
+        bytes = bytes
+            .checked_mul(dim)
+            .ok_or_else(|| bad(format!("shape {shape:?} of {dtype} overflows a byte count")))?;
+    }
+    let offsets = value["data_offsets"].as_array().map(|o| o.as_slice());
+    let (start, end) = match offsets {
+        Some([s, e]) => (s.as_u64(), e.as_u64()),
+        _ => (None, None),
+    };
+    let (Some(start), Some(end)) = (start, end) else {
+        return Err(bad("data_offsets is not [start, end]".into()));
+    };
+    if start > end || end - start != bytes {
+        return Err(bad(format!(
+            "data_offsets [{start}, {end}] do not hold the {bytes} bytes of shape {shape:?} of {dtype}"
+        )));
+    }
+    if end > data_len {
+        return Err(bad(format!(
+            "its data ends at byte {end}, beyond the file's {data_len} data bytes"
+        )));
+    }
+    Ok(Entry { name, start, end })
+}
+
+/// The tensors must cover the data buffer exactly, one after another.
+fn check_tiling(mut tensors: Vec<Entry>, data_len: u64) -> Result<(), String> {
+    tensors.sort_by_key(|t| (t.start, t.end));
+    let mut at = 0u64;
+    for t in &tensors {
+        if t.start != at {
+            return Err(invalid(&format!(
+                "tensor {:?} starts at byte {}, but the data before it ends at {at} (no holes or overlaps are allowed)",
+                t.name, t.start
+            )));
+        }
+        at = t.end;
+    }
+    if at != data_len {
+        return Err(invalid(&format!(
+            "the tensors end at byte {at} of the file's {data_len} data bytes (no trailing data is allowed)"
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes per element of the dtypes the format names.
+fn dtype_bytes(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 1,
+        "I16" | "U16" | "F16" | "BF16" => 2,
+        "I32" | "U32" | "F32" => 4,
+        "I64" | "U64" | "F64" => 8,
+        _ => return None,
     })
 }
 
-/// The first top-level key that appears twice in a JSON object, if any. Anything that is not
-/// a JSON object yields `None` (the `safetensors` crate reports it).
-fn duplicate_key(json: &[u8]) -> Option<String> {
-    let mut de = serde_json::Deserializer::from_slice(json);
-    serde::Deserializer::deserialize_map(&mut de, KeysVisitor)
-        .ok()
-        .flatten()
-}
+/// Reads a JSON object's entries in order, noting the first repeated key; the whole object
+/// is always read, so a repeat anywhere is found.
+struct EntriesVisitor;
 
-struct KeysVisitor;
-
-impl<'de> serde::de::Visitor<'de> for KeysVisitor {
-    type Value = Option<String>;
+impl<'de> serde::de::Visitor<'de> for EntriesVisitor {
+    type Value = (Vec<(String, serde_json::Value)>, Option<String>);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
@@ -63,13 +187,16 @@ impl<'de> serde::de::Visitor<'de> for KeysVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut seen = std::collections::HashSet::new();
+        let mut entries = Vec::new();
+        let mut repeated = None;
         while let Some(key) = map.next_key::<String>()? {
-            map.next_value::<serde::de::IgnoredAny>()?;
-            if !seen.insert(key.clone()) {
-                return Ok(Some(key));
+            let value = map.next_value::<serde_json::Value>()?;
+            if !seen.insert(key.clone()) && repeated.is_none() {
+                repeated = Some(key.clone());
             }
+            entries.push((key, value));
         }
-        Ok(None)
+        Ok((entries, repeated))
     }
 }
 
@@ -77,30 +204,87 @@ impl<'de> serde::de::Visitor<'de> for KeysVisitor {
 mod tests {
     use super::*;
 
+    fn file(header: &str, data: usize) -> Vec<u8> {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend(std::iter::repeat_n(0u8, data));
+        bytes
+    }
+
+    const T: &str = r#"{"dtype":"F32","shape":[1],"data_offsets":[0,4]}"#;
+    const U: &str = r#"{"dtype":"F32","shape":[2],"data_offsets":[4,12]}"#;
+
     #[test]
-    fn repeated_names_are_found() {
-        let json =
-            br#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":1,"a":{"x":[1,2]}}"#;
-        assert_eq!(duplicate_key(json).as_deref(), Some("a"));
-        assert_eq!(
-            duplicate_key(br#"{"a":1,"b":{"a":2}}"#),
-            None,
-            "only the top level counts"
-        );
-        assert_eq!(duplicate_key(b"[1,2]"), None);
+    fn a_valid_header_passes() {
+        let header = format!(r#"{{"__metadata__":{{"k":"v"}},"t":{T},"u":{U}}}"#);
+        assert_eq!(check_safetensors_bytes(&file(&header, 12)), Ok(()));
     }
 
     #[test]
-    fn a_file_with_a_repeated_name_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.safetensors");
-        let header = br#"{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
-        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-        bytes.extend_from_slice(header);
-        bytes.extend_from_slice(&[0u8; 4]);
-        std::fs::write(&path, bytes).unwrap();
-        let err = check_header_names(&path).unwrap_err();
-        assert!(err.contains("\"t\" twice"), "{err}");
+    fn a_name_repeated_anywhere_is_found() {
+        for header in [
+            format!(r#"{{"t":{T},"t":{T},"u":{U}}}"#),
+            format!(r#"{{"t":{T},"u":{U},"t":{T}}}"#),
+        ] {
+            let err = check_safetensors_bytes(&file(&header, 12)).unwrap_err();
+            assert!(err.contains("\"t\" twice"), "{err}");
+        }
+        // Only the top level counts.
+        let header = format!(r#"{{"__metadata__":{{"a":"1"}},"a":{T}}}"#);
+        assert_eq!(check_safetensors_bytes(&file(&header, 4)), Ok(()));
+    }
+
+    #[test]
+    fn each_bad_entry_is_named() {
+        for (entry, fragment) in [
+            (
+                r#"{"dtype":"F99","shape":[1],"data_offsets":[0,4]}"#,
+                "unknown dtype",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1],"data_offsets":[0,8]}"#,
+                "do not hold the 4 bytes",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,4]}"#,
+                "overflows",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1],"data_offsets":[8,12]}"#,
+                "no holes or overlaps",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[4],"data_offsets":[0,16]}"#,
+                "beyond the file's 12",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551615,3]}"#,
+                "do not hold",
+            ),
+            (
+                r#"{"dtype":"F32","shape":"x","data_offsets":[0,4]}"#,
+                "no shape",
+            ),
+            (r#"{"dtype":"F32","shape":[1]}"#, "data_offsets"),
+        ] {
+            let header = format!(r#"{{"bad":{entry},"u":{U}}}"#);
+            let err = check_safetensors_bytes(&file(&header, 12)).unwrap_err();
+            assert!(
+                err.contains("\"bad\"") || err.contains("\"u\""),
+                "{entry}: {err}"
+            );
+            assert!(err.contains(fragment), "{entry}: {err}");
+        }
+    }
+
+    #[test]
+    fn holes_overlaps_and_trailing_bytes_are_refused() {
+        let header = format!(r#"{{"t":{T},"u":{U}}}"#);
+        let err = check_safetensors_bytes(&file(&header, 16)).unwrap_err();
+        assert!(err.contains("trailing"), "{err}");
+        let overlap = r#"{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"#;
+        let header = format!(r#"{{"t":{T},"v":{overlap}}}"#);
+        assert!(check_safetensors_bytes(&file(&header, 8)).is_err());
     }
 
     #[test]
@@ -108,6 +292,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.safetensors");
         std::fs::write(&path, u64::MAX.to_le_bytes()).unwrap();
-        assert!(check_header_names(&path).unwrap_err().contains("cap"));
+        assert!(check_header(&path).unwrap_err().contains("cap"));
+        std::fs::write(&path, file(&format!(r#"{{"t":{T},"t":{T}}}"#), 4)).unwrap();
+        assert!(check_header(&path).unwrap_err().contains("twice"));
     }
 }

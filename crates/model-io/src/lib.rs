@@ -10,11 +10,12 @@
 
 mod convert;
 mod error;
-mod header;
+pub mod header;
 mod model;
 
 pub use convert::{convert, ConvertReport, Provenance};
 pub use error::ModelError;
+pub use header::check_safetensors_bytes;
 pub use model::{Model, ModelKind};
 
 /// `__metadata__` keys written by [`convert`].

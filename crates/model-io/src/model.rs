@@ -42,7 +42,7 @@ impl Model {
             });
         }
         // Regular file only (a FIFO would block the map below), no repeated names.
-        crate::header::check_header_names(path).map_err(|problem| ModelError::Invalid {
+        crate::header::check_header(path).map_err(|problem| ModelError::Invalid {
             path: path.to_path_buf(),
             problem,
         })?;
@@ -75,6 +75,7 @@ impl Model {
     fn open_module(path: &Path) -> Result<Model, ModelError> {
         let module = HubModule::open(path)?;
         let extraction = extract_spec(&module)?;
+        check_network_weights_are_float(&module, &extraction.spec)?;
         Ok(Model {
             path: path.to_path_buf(),
             spec: extraction.spec,
@@ -115,4 +116,37 @@ pub fn extract_spec(module: &HubModule) -> Result<nasnet_genotype::Extraction, M
         .collect();
     nasnet_genotype::extract(&graph.meta_graph, &variables, module.image_size())
         .map_err(|source| ModelError::Genotype { path, source })
+}
+
+/// Every variable in the scopes the network reads (stem, cells, final layer) must be float32:
+/// the forward pass computes in float32, and a converted file of other bytes would only fail
+/// later, at run time. Other variables (`global_step`, say) may be of any dtype.
+fn check_network_weights_are_float(
+    module: &HubModule,
+    spec: &NetworkSpec,
+) -> Result<(), ModelError> {
+    let stem_bn = format!("{}_bn/", spec.stem_scope);
+    let stem = format!("{}/", spec.stem_scope);
+    let cells: Vec<String> = spec.cells.iter().map(|c| format!("{}/", c.scope)).collect();
+    let read_by_network = |name: &str| {
+        name.starts_with(&stem)
+            || name.starts_with(&stem_bn)
+            || name.starts_with(nasnet_forward::FINAL_LAYER_SCOPE)
+            || cells.iter().any(|c| name.starts_with(c.as_str()))
+    };
+    let wrong = module
+        .bundle()
+        .entries()
+        .find(|e| read_by_network(&e.name) && e.dtype != hub_module::tensor_bundle::DType::F32);
+    match wrong {
+        None => Ok(()),
+        Some(e) => Err(ModelError::Invalid {
+            path: module.bundle().index_path().to_path_buf(),
+            problem: format!(
+                "variable {} is {:?}, but the network computes in float32 (a module of this \
+                 family stores every weight as DT_FLOAT)",
+                e.name, e.dtype
+            ),
+        }),
+    }
 }

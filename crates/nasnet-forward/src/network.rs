@@ -440,14 +440,15 @@ fn check_features(
     Ok(())
 }
 
+/// The scope of the classifier (`<scope>FC/weights`, `<scope>FC/biases`) in every family.
+pub const FINAL_LAYER_SCOPE: &str = "final_layer/";
+
 fn load_dense(loader: &Loader, features: usize, classes: usize) -> Result<Dense, ForwardError> {
     let why = "a classification network ends in final_layer/FC";
-    let (_, w) = loader.tensor(
-        "final_layer/FC/weights",
-        &[Some(features), Some(classes)],
-        why,
-    )?;
-    let (_, b) = loader.tensor("final_layer/FC/biases", &[Some(classes)], why)?;
+    let weights = format!("{FINAL_LAYER_SCOPE}FC/weights");
+    let biases = format!("{FINAL_LAYER_SCOPE}FC/biases");
+    let (_, w) = loader.tensor(&weights, &[Some(features), Some(classes)], why)?;
+    let (_, b) = loader.tensor(&biases, &[Some(classes)], why)?;
     Ok(Dense {
         w: PackedWeights::new(features, classes, &w),
         b,

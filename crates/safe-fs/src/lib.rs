@@ -19,4 +19,4 @@ mod input;
 mod output;
 
 pub use input::{open_regular, read_regular, NotRegular};
-pub use output::{write_atomically, AtomicOutput, OutputError};
+pub use output::{check_output, write_atomically, AtomicOutput, OutputError};

@@ -102,6 +102,13 @@ fn parent_folder(target: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
+/// Checks, without creating anything, that `target` may be written as an output of a command
+/// reading `inputs` (the rules of [`AtomicOutput::create`]), so that a command can refuse a
+/// bad output path before its work instead of after it.
+pub fn check_output(target: &Path, inputs: &[&Path]) -> Result<(), OutputError> {
+    check_target(target, inputs)
+}
+
 fn check_target(target: &Path, inputs: &[&Path]) -> Result<(), OutputError> {
     check_not_special(target)?;
     let target_meta = std::fs::metadata(target).ok();

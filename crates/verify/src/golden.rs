@@ -110,6 +110,9 @@ pub(crate) fn golden_error(path: &Path, problem: String) -> GoldenError {
 
 /// Everything but the path, which the caller fills in.
 fn parse(bytes: &[u8]) -> Result<Golden, String> {
+    // Names the tensor at fault (and refuses repeated names), which the crate's own
+    // validation below does not.
+    model_io::check_safetensors_bytes(bytes)?;
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| format!("not a valid safetensors file: {e}"))?;
     let roles = roles(&st)?;
