@@ -3,7 +3,8 @@
 //! * `fixtures [--check]`: exports the small TF1 Hub fixture modules with real
 //!   TensorFlow and their golden outputs into `fixtures/`, or (`--check`)
 //!   regenerates them in a temporary folder and compares their structure with
-//!   the committed ones and with the official conformance module.
+//!   the committed ones and with the official conformance modules (AmoebaNet-A
+//!   and NASNet-A mobile).
 //! * `golden --module M --images F... -o OUT`: golden outputs of any hub module.
 //! * `synth-full -o DIR`: a full-size AmoebaNet-A N18/F448 module with random
 //!   weights (about 1.9 GB) and its golden, for benchmarks.
@@ -43,15 +44,16 @@ enum Cmd {
     /// Export the fixture modules and goldens into fixtures/ (or check them).
     Fixtures {
         /// Regenerate into a temporary folder and compare the structure with
-        /// fixtures/ and with the official conformance module; exit non-zero
+        /// fixtures/ and with the official conformance modules; exit non-zero
         /// on any mismatch.
         #[arg(long)]
         check: bool,
         /// Write to this folder instead of fixtures/ (not with --check).
         #[arg(long, conflicts_with = "check")]
         out: Option<PathBuf>,
-        /// Conformance module to compare with in --check
-        /// (default: ../shared/conformance/amoebanet_a_n6_f16 beside the repo).
+        /// AmoebaNet-A conformance module to compare with in --check
+        /// (default: ../shared/conformance/amoebanet_a_n6_f16 beside the repo);
+        /// the NASNet-A one, nasnet_a_mobile_n6_f8, is looked for beside it.
         #[arg(long)]
         conformance: Option<PathBuf>,
     },
