@@ -66,6 +66,7 @@ fn spec_with_names(genotype_name: &str, names: &[&str]) -> NetworkSpec {
         num_cells: names.len(),
         reduction_indices: vec![1],
         stem_filters: 8,
+        stem_scope: "stem/conv0".to_string(),
         num_stem_cells: 0,
         filter_scaling_rate: 2,
         image_size: [32, 32],
