@@ -143,9 +143,10 @@ fn check_network_weights_are_float(
         Some(e) => Err(ModelError::Invalid {
             path: module.bundle().index_path().to_path_buf(),
             problem: format!(
-                "variable {} is {:?}, but the network computes in float32 (a module of this \
+                "variable {} is {}, but the network computes in float32 (a module of this \
                  family stores every weight as DT_FLOAT)",
-                e.name, e.dtype
+                e.name,
+                e.dtype.name()
             ),
         }),
     }
