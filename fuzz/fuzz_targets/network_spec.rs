@@ -7,7 +7,8 @@
 //! activations are small, one forward pass. Errors are expected; a panic is a bug.
 #![no_main]
 
-use nasnet_forward::{Network, SafetensorsWeights, Tensor};
+use model_io::SafetensorsWeights;
+use nasnet_forward::{Network, Tensor};
 use nasnet_genotype::{CellKind, CellSpec, NetworkSpec, Operation, PrevAdjust};
 use std::path::Path;
 use std::sync::OnceLock;

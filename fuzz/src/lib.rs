@@ -168,7 +168,7 @@ pub fn saved_model_genotype(data: &[u8]) {
 /// folding) but not run.
 pub fn safetensors_model(data: &[u8]) {
     let path = scratch_file("model.safetensors", data);
-    if let Ok(weights) = nasnet_forward::SafetensorsWeights::open(&path) {
+    if let Ok(weights) = model_io::SafetensorsWeights::open(&path) {
         use nasnet_forward::WeightSource;
         let _ = weights.metadata();
         for (name, _) in weights.names_and_shapes() {
@@ -183,8 +183,8 @@ pub fn safetensors_model(data: &[u8]) {
 
 /// The weights `network_spec` loads against: the converted feature-vector fixture that
 /// `make_seeds` writes (`AMOEBA_FUZZ_WEIGHTS` overrides the path).
-fn spec_weights() -> Option<&'static nasnet_forward::SafetensorsWeights> {
-    static WEIGHTS: OnceLock<Option<nasnet_forward::SafetensorsWeights>> = OnceLock::new();
+fn spec_weights() -> Option<&'static model_io::SafetensorsWeights> {
+    static WEIGHTS: OnceLock<Option<model_io::SafetensorsWeights>> = OnceLock::new();
     WEIGHTS
         .get_or_init(|| {
             let default = concat!(
@@ -192,7 +192,7 @@ fn spec_weights() -> Option<&'static nasnet_forward::SafetensorsWeights> {
                 "/corpus/safetensors_model/seed-feature_vector"
             );
             let path = std::env::var("AMOEBA_FUZZ_WEIGHTS").unwrap_or_else(|_| default.into());
-            nasnet_forward::SafetensorsWeights::open(Path::new(&path)).ok()
+            model_io::SafetensorsWeights::open(Path::new(&path)).ok()
         })
         .as_ref()
 }

@@ -17,6 +17,10 @@ pub const DEFAULT_MAX_EXTRACTED_BYTES: u64 = 16 << 30;
 /// (and TensorFlow rarely writes more than a few checkpoint shards).
 pub const MAX_ARCHIVE_ENTRIES: usize = 10_000;
 
+/// Deepest path inside an archive (the signal handler's removal of an interrupted extraction
+/// goes deeper than this, so it always removes everything).
+const MAX_PATH_DEPTH: usize = 8;
+
 /// Limits applied while extracting an archive.
 #[derive(Debug, Clone, Copy)]
 pub struct ArchiveLimits {
@@ -61,11 +65,16 @@ pub(crate) fn extract(
     } else {
         Box::new(reader)
     };
-    let mut tar = tar::Archive::new(stream);
+    let meter = Meter::default();
+    let mut tar = tar::Archive::new(Metered {
+        inner: stream,
+        meter: meter.clone(),
+    });
     let entries = tar
         .entries()
         .map_err(|source| bad_archive(archive, source))?;
     let mut budget = limits.max_extracted_bytes;
+    meter.allow_headers();
     for (count, entry) in entries.enumerate() {
         let entry = entry.map_err(|source| bad_archive(archive, source))?;
         if count >= MAX_ARCHIVE_ENTRIES {
@@ -82,16 +91,61 @@ pub(crate) fn extract(
             archive,
             dest,
             entry,
-            &mut budget,
+            (&mut budget, &meter),
             limits.max_extracted_bytes,
         )?;
+        meter.allow_headers();
     }
+    meter.allow(budget.saturating_add(1));
     check_trailer(
         archive,
-        tar.into_inner(),
+        Box::new(tar.into_inner()),
         budget,
         limits.max_extracted_bytes,
     )
+}
+
+/// Bytes of tar headers (long names, PAX records, padding) allowed between two entries'
+/// contents: tar reads a GNU long name or a PAX header whole into memory, so without a limit
+/// a header declaring gigabytes would be allocated before any cap on file bytes applies.
+const MAX_HEADER_BYTES_PER_ENTRY: u64 = 1 << 20;
+
+/// Counts the bytes read from the (decompressed) archive stream against a moving limit.
+#[derive(Clone, Default)]
+struct Meter {
+    read: std::rc::Rc<std::cell::Cell<u64>>,
+    limit: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl Meter {
+    /// Allows the next entry's headers.
+    fn allow_headers(&self) {
+        self.allow(MAX_HEADER_BYTES_PER_ENTRY);
+    }
+
+    /// Allows `bytes` more to be read from here on.
+    fn allow(&self, bytes: u64) {
+        self.limit.set(self.read.get().saturating_add(bytes));
+    }
+}
+
+struct Metered<R> {
+    inner: R,
+    meter: Meter,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let read = self.meter.read.get().saturating_add(n as u64);
+        self.meter.read.set(read);
+        if read > self.meter.limit.get() {
+            return Err(std::io::Error::other(format!(
+                "a tar header (long name or PAX record) of more than {MAX_HEADER_BYTES_PER_ENTRY} bytes"
+            )));
+        }
+        Ok(n)
+    }
 }
 
 /// Reads what follows the tar's end marker to the end of the stream, so that the gzip
@@ -104,8 +158,11 @@ fn check_trailer(
     budget: u64,
     limit: u64,
 ) -> Result<(), ModuleError> {
-    let read = std::io::copy(&mut stream.take(budget + 1), &mut std::io::sink())
-        .map_err(|source| bad_archive(archive, source))?;
+    let read = std::io::copy(
+        &mut stream.take(budget.saturating_add(1)),
+        &mut std::io::sink(),
+    )
+    .map_err(|source| bad_archive(archive, source))?;
     if read > budget {
         return Err(ModuleError::ArchiveTooLarge {
             archive: archive.to_path_buf(),
@@ -138,7 +195,7 @@ fn extract_entry<R: Read>(
     archive: &Path,
     dest: &Path,
     mut entry: tar::Entry<'_, R>,
-    budget: &mut u64,
+    (budget, meter): (&mut u64, &Meter),
     limit: u64,
 ) -> Result<(), ModuleError> {
     let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -172,6 +229,8 @@ fn extract_entry<R: Read>(
     if let Some(parent) = target.parent() {
         create_dir(parent, &shown)?;
     }
+    // The entry's contents (checked against the budget above) and its padding.
+    meter.allow(declared.saturating_add(MAX_HEADER_BYTES_PER_ENTRY));
     let written = copy_capped(&mut entry, &target, &shown, *budget, archive, limit)?;
     *budget -= written;
     Ok(())
@@ -185,6 +244,9 @@ fn safe_relative_path(name: &str) -> Result<PathBuf, &'static str> {
     let mut out = PathBuf::new();
     for component in Path::new(name).components() {
         match component {
+            Component::Normal(_) if out.components().count() >= MAX_PATH_DEPTH => {
+                return Err("nested deeper than 8 folders (a module has two levels)")
+            }
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
             Component::ParentDir => return Err("'..' would escape the module folder"),

@@ -310,6 +310,10 @@ fn decode_bytes<M: Message + Default>(
             what,
             source,
         },
+        tf_proto::BoundedDecodeError::Unbounded => ModuleError::Malformed {
+            path: shown.to_path_buf(),
+            problem: format!("malformed protobuf ({what}): {e}"),
+        },
         too_large => ModuleError::TooLargeProto {
             path: shown.to_path_buf(),
             what,

@@ -12,11 +12,13 @@ mod convert;
 mod error;
 pub mod header;
 mod model;
+mod weights;
 
 pub use convert::{convert, ConvertReport, Provenance};
 pub use error::ModelError;
 pub use header::check_safetensors_bytes;
 pub use model::{Model, ModelKind};
+pub use weights::{ModuleWeights, SafetensorsWeights};
 
 /// `__metadata__` keys written by [`convert`].
 pub mod keys {

@@ -2,7 +2,8 @@
 
 use crate::{keys, ModelError};
 use hub_module::HubModule;
-use nasnet_forward::{SafetensorsWeights, WeightSource};
+use crate::weights::{ModuleWeights, SafetensorsWeights};
+use nasnet_forward::WeightSource;
 use nasnet_genotype::NetworkSpec;
 use std::path::{Path, PathBuf};
 
@@ -85,16 +86,16 @@ impl Model {
     }
 
     /// The weights, for `nasnet_forward::Network::load`.
-    pub fn weights(&self) -> &dyn WeightSource {
+    pub fn weights(&self) -> Box<dyn WeightSource + '_> {
         match &self.kind {
-            ModelKind::Module(m) => m.as_ref(),
-            ModelKind::Safetensors(w) => w,
+            ModelKind::Module(m) => Box::new(ModuleWeights(m)),
+            ModelKind::Safetensors(w) => Box::new(w),
         }
     }
 
     /// Loads the runnable network.
     pub fn network(&self) -> Result<nasnet_forward::Network, ModelError> {
-        Ok(nasnet_forward::Network::load(&self.spec, self.weights())?)
+        Ok(nasnet_forward::Network::load(&self.spec, self.weights().as_ref())?)
     }
 }
 

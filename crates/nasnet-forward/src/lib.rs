@@ -1,12 +1,12 @@
 //! The forward pass of a NASNet-search-space network (AmoebaNet-A and relatives).
 //!
-//! Owns: building a runnable [`Network`] from a [`NetworkSpec`] and weights (a converted
-//! safetensors file, memory-mapped, or a hub module's checkpoint), folding batch norm into the
+//! Owns: building a runnable [`Network`] from a [`NetworkSpec`] and weights (any
+//! [`WeightSource`]; the file-backed ones are `model-io`'s), folding batch norm into the
 //! convolutions at load time, and running images `[N,H,W,3]` in `[0,1]` to logits and feature
 //! vectors, with an optional tap on every cell's output for verification.
 //!
 //! Does not own: the arithmetic kernels (crate `kernels`), the genotype's extraction
-//! (crate `nasnet-genotype`), or file formats beyond reading weights.
+//! (crate `nasnet-genotype`), or any file format (weights come through [`WeightSource`]).
 //!
 //! Semantics follow TensorFlow exactly (see `shared/spec/amoebanet.md`): NHWC, SAME padding with
 //! the extra pixel at bottom/right, average pooling that leaves padding out of the count,
@@ -24,7 +24,7 @@ mod weights;
 pub use error::ForwardError;
 pub use network::{Network, Outputs, FINAL_LAYER_SCOPE};
 pub use tensor::{pooled_bytes, release_pooled_buffers, Tensor};
-pub use weights::{SafetensorsWeights, WeightSource};
+pub use weights::WeightSource;
 
 pub use nasnet_genotype::NetworkSpec;
 

@@ -87,22 +87,28 @@ fn register(kind: u8, path: &Path) -> Registration {
     Registration { slot: None }
 }
 
+const FATAL_SIGNALS: [c_int; 5] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGBUS,
+    libc::SIGABRT,
+];
+
 /// Installs the handler for SIGINT, SIGTERM, SIGHUP, SIGBUS and SIGABRT. Call once, early,
 /// from the binary (libraries only register paths).
 pub fn install() {
-    for signal in [
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGBUS,
-        libc::SIGABRT,
-    ] {
-        // SAFETY: a zeroed sigaction is valid; we set a plain handler with an empty mask and
-        // `on_fatal_signal` only calls async-signal-safe functions.
+    for signal in FATAL_SIGNALS {
+        // SAFETY: a zeroed sigaction is valid; the handler blocks every fatal signal while it
+        // runs (so a second Ctrl-C cannot cut the cleanup short) and `on_fatal_signal` only
+        // calls async-signal-safe functions.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_fatal_signal as extern "C" fn(c_int) as usize;
             libc::sigemptyset(&mut action.sa_mask);
+            for blocked in FATAL_SIGNALS {
+                libc::sigaddset(&mut action.sa_mask, blocked);
+            }
             action.sa_flags = libc::SA_RESTART;
             libc::sigaction(signal, &action, null_mut());
         }
@@ -119,7 +125,7 @@ extern "C" fn on_fatal_signal(signal: c_int) {
         libc::SIGBUS => {
             b"bus error (SIGBUS): a memory-mapped input shrank or vanished while it was read"
         }
-        _ => b"aborted (SIGABRT), most likely out of memory",
+        _ => b"aborted (SIGABRT: out of memory, or an internal error)",
     });
     for slot in SLOT_TABLE.iter() {
         let ptr = slot.swap(null_mut(), Ordering::AcqRel);
@@ -139,7 +145,9 @@ extern "C" fn on_fatal_signal(signal: c_int) {
                 // SAFETY: `path` is a valid NUL-terminated path.
                 unsafe { libc::unlink(path) };
             }
-            KIND_TREE => remove_tree(libc::AT_FDCWD, path, MAX_TREE_DEPTH),
+            KIND_TREE => {
+                remove_tree(libc::AT_FDCWD, path, MAX_TREE_DEPTH);
+            }
             KIND_MAPPED if signal == libc::SIGBUS => {
                 write_stderr(if mapped_named { b", " } else { b" (one of: " });
                 write_stderr(&entry[1..]);
@@ -151,7 +159,7 @@ extern "C" fn on_fatal_signal(signal: c_int) {
     if mapped_named {
         write_stderr(b")");
     }
-    write_stderr(b"; unfinished outputs and extracted files were removed, nothing was written\n");
+    write_stderr(b"; unfinished outputs and extracted files were removed\n");
     // SAFETY: `_exit` is async-signal-safe and ends the process without running destructors.
     unsafe { libc::_exit(2) };
 }
@@ -161,12 +169,20 @@ fn write_stderr(bytes: &[u8]) {
     unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
 }
 
+/// Most listings of one folder: entries that cannot be removed are listed again on every
+/// pass, so the walk needs a bound to end.
+const MAX_LISTINGS: usize = 64;
+
 /// Removes `name` (relative to `parent_fd`) and, if it is a folder, everything in it, with
-/// `openat`, `getdents64` and `unlinkat` only. Best effort: errors leave the rest in place.
-fn remove_tree(parent_fd: c_int, name: *const c_char, depth: usize) {
+/// `openat`, `getdents64` and `unlinkat` only. Best effort: what cannot be removed stays, and
+/// the walk always ends. Returns whether `name` itself was removed.
+fn remove_tree(parent_fd: c_int, name: *const c_char, depth: usize) -> bool {
     // SAFETY: `name` is NUL-terminated; unlinkat fails harmlessly on a folder.
-    if unsafe { libc::unlinkat(parent_fd, name, 0) } == 0 || depth == 0 {
-        return;
+    if unsafe { libc::unlinkat(parent_fd, name, 0) } == 0 {
+        return true;
+    }
+    if depth == 0 {
+        return false;
     }
     // SAFETY: as above; O_NOFOLLOW keeps the walk inside the tree.
     let fd = unsafe {
@@ -177,41 +193,52 @@ fn remove_tree(parent_fd: c_int, name: *const c_char, depth: usize) {
         )
     };
     if fd < 0 {
-        return;
+        return false;
     }
+    for _ in 0..MAX_LISTINGS {
+        // Removing entries while listing can make the listing skip some: list again from
+        // the start while a pass removed anything.
+        if !remove_listed_entries(fd, depth) {
+            break;
+        }
+        // SAFETY: lseek on our own folder descriptor.
+        unsafe { libc::lseek(fd, 0, libc::SEEK_SET) };
+    }
+    // SAFETY: closing our own descriptor, then removing the folder if it is now empty.
+    unsafe {
+        libc::close(fd);
+        libc::unlinkat(parent_fd, name, libc::AT_REMOVEDIR) == 0
+    }
+}
+
+/// One pass over the open folder `fd`: removes every entry it can (folders through
+/// [`remove_tree`]); returns whether it removed any.
+fn remove_listed_entries(fd: c_int, depth: usize) -> bool {
     let mut buf = [0u8; 4096];
+    let mut removed_any = false;
     loop {
         // SAFETY: getdents64 fills at most `buf.len()` bytes of `buf`.
         let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
-        if n <= 0 {
-            break;
+        let Ok(n) = usize::try_from(n) else {
+            return removed_any;
+        };
+        if n == 0 {
+            return removed_any;
         }
         let mut offset = 0usize;
-        let mut removed_any = false;
-        while offset + 19 < n as usize {
+        while offset + 19 < n {
             // linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name[].
             let reclen = u16::from_ne_bytes([buf[offset + 16], buf[offset + 17]]) as usize;
-            if reclen == 0 {
-                break;
+            if reclen < 20 || offset + reclen > n {
+                return removed_any;
             }
             let entry_name = &buf[offset + 19..offset + reclen];
             let is_dot = entry_name.starts_with(b".\0") || entry_name.starts_with(b"..\0");
-            if !is_dot {
-                remove_tree(fd, entry_name.as_ptr().cast(), depth - 1);
+            if !is_dot && remove_tree(fd, entry_name.as_ptr().cast(), depth - 1) {
                 removed_any = true;
             }
             offset += reclen;
         }
-        if removed_any {
-            // Entries were removed while listing: list again from the start.
-            // SAFETY: lseek on our own folder descriptor.
-            unsafe { libc::lseek(fd, 0, libc::SEEK_SET) };
-        }
-    }
-    // SAFETY: closing our own descriptor, then removing the now-empty folder.
-    unsafe {
-        libc::close(fd);
-        libc::unlinkat(parent_fd, name, libc::AT_REMOVEDIR);
     }
 }
 
@@ -255,8 +282,25 @@ mod tests {
             .unwrap();
         }
         let c = CString::new(root.as_os_str().as_bytes()).unwrap();
-        remove_tree(libc::AT_FDCWD, c.as_ptr(), MAX_TREE_DEPTH);
+        assert!(remove_tree(libc::AT_FDCWD, c.as_ptr(), MAX_TREE_DEPTH));
         assert!(!root.exists());
+    }
+
+    #[test]
+    fn remove_tree_ends_on_what_it_cannot_remove() {
+        // Deeper than the depth it may go: it removes what it can and returns, no endless
+        // relisting.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        let deep = (0..6).fold(root.clone(), |p, i| p.join(format!("d{i}")));
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(root.join("top"), b"x").unwrap();
+        std::fs::write(deep.join("bottom"), b"x").unwrap();
+        let c = CString::new(root.as_os_str().as_bytes()).unwrap();
+        assert!(!remove_tree(libc::AT_FDCWD, c.as_ptr(), 3));
+        assert!(!root.join("top").exists(), "what it could reach is gone");
+        assert!(deep.join("bottom").exists());
+        assert!(remove_tree(libc::AT_FDCWD, c.as_ptr(), MAX_TREE_DEPTH));
     }
 
     /// Forks a child that maps a file, truncates it and reads past the new end: the SIGBUS

@@ -66,6 +66,11 @@ impl NotRegular {
 /// Non-blocking mode has no effect on reads from a regular file.
 pub fn open_regular(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
+    // Refused before opening too: opening some devices has effects of its own (a tape
+    // rewinds, a watchdog arms). The check on the open descriptor below closes the race.
+    if let Some(kind) = NotRegular::of(std::fs::metadata(path)?.file_type()) {
+        return Err(kind.into_error());
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)

@@ -7,7 +7,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use prost::Message;
 use tf_proto::tensorflow::BundleHeaderProto;
 
 use crate::entry::{Context, DataLocation, Parsed, Storage, TensorEntry, UnsupportedEntry};
@@ -359,12 +358,8 @@ fn parse_header(
     if !key.is_empty() {
         return Err(missing(String::from_utf8_lossy(&key).into_owned()));
     }
-    let proto =
-        BundleHeaderProto::decode(value.as_slice()).map_err(|source| BundleError::Protobuf {
-            path: path.to_owned(),
-            key: String::new(),
-            source,
-        })?;
+    let proto: BundleHeaderProto =
+        crate::entry::decode_value(path, "", value.as_slice(), ".tensorflow.BundleHeaderProto")?;
     check_header(path, &proto)
 }
 

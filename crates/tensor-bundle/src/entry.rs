@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use prost::Message;
 use tf_proto::tensorflow::tensor_slice_proto::extent::HasLength;
 use tf_proto::tensorflow::{BundleEntryProto, TensorShapeProto, TensorSliceProto};
 
@@ -120,11 +119,7 @@ pub(crate) enum Parsed {
 
 impl Context<'_> {
     pub fn decode(&self, key: &str, value: &[u8]) -> Result<BundleEntryProto, BundleError> {
-        BundleEntryProto::decode(value).map_err(|source| BundleError::Protobuf {
-            path: self.index_path.to_owned(),
-            key: key.to_owned(),
-            source,
-        })
+        decode_value(self.index_path, key, value, ".tensorflow.BundleEntryProto")
     }
 
     /// Validates one user entry (not a slice entry).
@@ -307,4 +302,30 @@ fn raw_extents(proto: &TensorSliceProto) -> Vec<(i64, i64)> {
             None => (e.start, -1),
         })
         .collect()
+}
+
+/// 16 MiB: the most one index value may take decoded (a real entry is well under 1 KiB, a
+/// partitioned one a few KiB); checked before decoding, so an entry of a hundred million
+/// empty dimensions (2 bytes each on disk) is refused instead of allocated.
+pub const MAX_DECODED_VALUE_BYTES: u64 = 16 << 20;
+
+/// Decodes one index value as the message `full_name` under [`MAX_DECODED_VALUE_BYTES`].
+pub(crate) fn decode_value<M: prost::Message + Default>(
+    index_path: &std::path::Path,
+    key: &str,
+    value: &[u8],
+    full_name: &str,
+) -> Result<M, BundleError> {
+    tf_proto::decode_bounded(value, full_name, MAX_DECODED_VALUE_BYTES).map_err(|e| match e {
+        tf_proto::BoundedDecodeError::Malformed(source) => BundleError::Protobuf {
+            path: index_path.to_owned(),
+            key: key.to_owned(),
+            source,
+        },
+        hostile => BundleError::HostileProtobuf {
+            path: index_path.to_owned(),
+            key: key.to_owned(),
+            source: hostile,
+        },
+    })
 }

@@ -93,6 +93,13 @@ pub enum BundleError {
         key: String,
         source: prost::DecodeError,
     },
+    /// A value that could not be walked, or whose decoding would exceed the per-entry cap.
+    #[error("{path}: malformed protobuf in the value of key {key:?}: {source}")]
+    HostileProtobuf {
+        path: PathBuf,
+        key: String,
+        source: tf_proto::BoundedDecodeError,
+    },
     /// The tensor's bytes do not match the checksum stored in its entry.
     #[error("{path}: checksum mismatch for tensor {name:?} (stored {stored:#010x}, computed {computed:#010x}): the data file is corrupt")]
     TensorChecksum {

@@ -24,6 +24,9 @@ const MAX_DEPTH: usize = 100;
 pub enum BoundedDecodeError {
     /// Decoding would allocate more than the cap.
     TooLarge { estimate: u64, cap: u64 },
+    /// The bytes could not be walked to their end (malformed, nested deeper than prost
+    /// allows, or a group in a known field), so what a decode would allocate is unknown.
+    Unbounded,
     /// The bytes are not a valid message.
     Malformed(prost::DecodeError),
 }
@@ -37,6 +40,10 @@ impl std::fmt::Display for BoundedDecodeError {
                  (real modules need a small fraction of that; the file is hostile or corrupt)",
                 estimate >> 20,
                 cap >> 20
+            ),
+            BoundedDecodeError::Unbounded => f.write_str(
+                "the bytes are not a well-formed message (malformed, nested too deep, or a \
+                 group where a field is expected), so they were not decoded",
             ),
             BoundedDecodeError::Malformed(e) => write!(f, "{e}"),
         }
@@ -52,7 +59,7 @@ pub fn decode_bounded<M: Message + Default>(
     full_name: &str,
     cap: u64,
 ) -> Result<M, BoundedDecodeError> {
-    let estimate = decoded_size_estimate(bytes, full_name);
+    let estimate = decoded_size_estimate(bytes, full_name).ok_or(BoundedDecodeError::Unbounded)?;
     if estimate > cap {
         return Err(BoundedDecodeError::TooLarge { estimate, cap });
     }
@@ -60,16 +67,13 @@ pub fn decode_bounded<M: Message + Default>(
 }
 
 /// An upper estimate of the heap and struct bytes that decoding `bytes` as `full_name`
-/// allocates. Malformed input is estimated up to where it breaks (the decode then fails).
-/// An unknown message name estimates as the worst case (`u64::MAX`).
-pub fn decoded_size_estimate(bytes: &[u8], full_name: &str) -> u64 {
+/// allocates; `None` when the bytes cannot be walked to their end (or the name is unknown),
+/// since nothing then bounds what a decoder might do with them.
+pub fn decoded_size_estimate(bytes: &[u8], full_name: &str) -> Option<u64> {
     let schema = schema();
-    let Some(&root) = schema.by_name.get(full_name) else {
-        return u64::MAX;
-    };
+    let root = *schema.by_name.get(full_name)?;
     let mut cost = schema.messages[root].struct_size;
-    walk(schema, root, bytes, 0, &mut cost);
-    cost.saturating_mul(2)
+    walk(schema, root, bytes, 0, &mut cost).then(|| cost.saturating_mul(2))
 }
 
 struct Schema {
@@ -208,35 +212,73 @@ fn struct_size(messages: &[MessageInfo], i: usize, stack: &mut Vec<usize>) -> u6
     size
 }
 
-/// Adds the decoded cost of `bytes` as message `index` to `cost`; returns at the first
-/// malformed byte.
-fn walk(schema: &Schema, index: usize, mut bytes: &[u8], depth: usize, cost: &mut u64) {
+/// Adds the decoded cost of `bytes` as message `index` to `cost`. Returns `false` when the
+/// walk could not read every byte (malformed input, too deep, or a group in a known field):
+/// then nothing is known about what a decode would allocate, and the caller refuses it.
+/// Unknown groups are skipped as prost skips them.
+fn walk(schema: &Schema, index: usize, mut bytes: &[u8], depth: usize, cost: &mut u64) -> bool {
     if depth > MAX_DEPTH {
-        return;
+        return false;
     }
     let message = &schema.messages[index];
     while !bytes.is_empty() {
         let Some(tag) = read_varint(&mut bytes) else {
-            return;
+            return false;
         };
-        let field = u32::try_from(tag >> 3)
+        let number = tag >> 3;
+        let field = u32::try_from(number)
             .ok()
             .and_then(|n| message.fields.get(&n));
         let wire_type = tag & 7;
-        let payload = match wire_type {
-            0 => read_varint(&mut bytes).map(|_| &[][..]),
-            1 => take(&mut bytes, 8),
-            5 => take(&mut bytes, 4),
-            2 => read_varint(&mut bytes)
-                .and_then(|len| usize::try_from(len).ok())
-                .and_then(|len| take(&mut bytes, len)),
-            _ => None,
-        };
-        let Some(payload) = payload else {
-            return;
+        if wire_type == 3 && field.is_none() {
+            match skip_group(bytes, number, depth + 1) {
+                Some(rest) => bytes = rest,
+                None => return false,
+            }
+            continue;
+        }
+        let Some(payload) = read_payload(&mut bytes, wire_type) else {
+            return false;
         };
         if let Some(field) = field {
-            *cost = cost.saturating_add(field_cost(schema, field, wire_type, payload, depth));
+            let Some(c) = field_cost(schema, field, wire_type, payload, depth) else {
+                return false;
+            };
+            *cost = cost.saturating_add(c);
+        }
+    }
+    true
+}
+
+/// The payload of a field of `wire_type` (empty for a varint); `None` for groups and
+/// malformed bytes.
+fn read_payload<'a>(bytes: &mut &'a [u8], wire_type: u64) -> Option<&'a [u8]> {
+    match wire_type {
+        0 => read_varint(bytes).map(|_| &[][..]),
+        1 => take(bytes, 8),
+        5 => take(bytes, 4),
+        2 => read_varint(bytes)
+            .and_then(|len| usize::try_from(len).ok())
+            .and_then(|len| take(bytes, len)),
+        _ => None,
+    }
+}
+
+/// The bytes after the end of the group `number` that starts `bytes` (nested groups
+/// included), or `None` when it does not end well.
+fn skip_group(mut bytes: &[u8], number: u64, depth: usize) -> Option<&[u8]> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    loop {
+        let tag = read_varint(&mut bytes)?;
+        match tag & 7 {
+            4 if tag >> 3 == number => return Some(bytes),
+            4 => return None,
+            3 => bytes = skip_group(bytes, tag >> 3, depth + 1)?,
+            wire_type => {
+                read_payload(&mut bytes, wire_type)?;
+            }
         }
     }
 }
@@ -247,9 +289,9 @@ fn field_cost(
     wire_type: u64,
     payload: &[u8],
     depth: usize,
-) -> u64 {
+) -> Option<u64> {
     let element = |size: u64| if field.repeated { size } else { 0 };
-    match field.kind {
+    Some(match field.kind {
         FieldKind::Scalar(size) if wire_type == 2 => {
             // Packed: at most one element per byte, each `size` wide.
             (payload.len() as u64).saturating_mul(size)
@@ -265,10 +307,12 @@ fn field_cost(
                 element(sub.struct_size)
             };
             let mut inner = 0u64;
-            walk(schema, m, payload, depth + 1, &mut inner);
+            if !walk(schema, m, payload, depth + 1, &mut inner) {
+                return None;
+            }
             node.saturating_add(inner)
         }
-    }
+    })
 }
 
 fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
@@ -307,7 +351,7 @@ mod tests {
         ] {
             assert!(schema().by_name.contains_key(name), "{name}");
         }
-        assert_eq!(decoded_size_estimate(&[], ".no.Such"), u64::MAX);
+        assert_eq!(decoded_size_estimate(&[], ".no.Such"), None);
     }
 
     #[test]
@@ -326,7 +370,7 @@ mod tests {
             ..Default::default()
         };
         let bytes = node.encode_to_vec();
-        let estimate = decoded_size_estimate(&bytes, ".tensorflow.NodeDef");
+        let estimate = decoded_size_estimate(&bytes, ".tensorflow.NodeDef").unwrap();
         let real = 100_000 * std::mem::size_of::<TensorProto>() as u64;
         assert!(
             estimate >= real,
@@ -367,14 +411,44 @@ mod tests {
             unknown_rank: false,
         };
         let bytes = shape.encode_to_vec();
-        let estimate = decoded_size_estimate(&bytes, ".tensorflow.TensorShapeProto");
+        let estimate = decoded_size_estimate(&bytes, ".tensorflow.TensorShapeProto").unwrap();
         assert!(estimate >= 50_000 * 32);
     }
 
     #[test]
-    fn malformed_bytes_are_left_to_the_decoder() {
-        let err =
-            decode_bounded::<NodeDef>(&[0x0a, 0xff], ".tensorflow.NodeDef", 1 << 20).unwrap_err();
-        assert!(matches!(err, BoundedDecodeError::Malformed(_)));
+    fn bytes_that_cannot_be_walked_are_not_decoded() {
+        for bytes in [&[0x0a, 0xff][..], &[0x0c][..]] {
+            // A length beyond the end; an end-group with no start.
+            let err = decode_bounded::<NodeDef>(bytes, ".tensorflow.NodeDef", 1 << 20).unwrap_err();
+            assert!(matches!(err, BoundedDecodeError::Unbounded), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_group_does_not_hide_what_follows_it() {
+        // Field 99 as an (empty) group, which prost skips, then the attack: the walk must
+        // count what comes after the group.
+        let list = attr_value::ListValue {
+            tensor: vec![TensorProto::default(); 100_000],
+            ..Default::default()
+        };
+        let attr = AttrValue {
+            value: Some(attr_value::Value::List(list)),
+        };
+        let node = NodeDef {
+            name: "n".into(),
+            attr: [("x".to_string(), attr)].into_iter().collect(),
+            ..Default::default()
+        };
+        let mut bytes = vec![0x9b, 0x06, 0x9c, 0x06];
+        bytes.extend(node.encode_to_vec());
+        let err = decode_bounded::<NodeDef>(&bytes, ".tensorflow.NodeDef", 16 << 20).unwrap_err();
+        assert!(matches!(err, BoundedDecodeError::TooLarge { .. }), "{err}");
+        // A group nested in a group is skipped whole, and what follows still decodes.
+        let nested = [
+            0x9b, 0x06, 0xa3, 0x06, 0xa4, 0x06, 0x9c, 0x06, 0x0a, 0x01, b'n',
+        ];
+        let node = decode_bounded::<NodeDef>(&nested, ".tensorflow.NodeDef", 1 << 20).unwrap();
+        assert_eq!(node.name, "n");
     }
 }

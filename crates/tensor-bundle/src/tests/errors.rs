@@ -7,6 +7,7 @@ use crate::testing::{
 };
 use crate::{BundleError, TensorBundle};
 use tf_proto::tensorflow::{BundleHeaderProto, VersionDef};
+use tf_proto::Message;
 
 /// Asserts the error's message contains every fragment, and returns the error.
 fn check(result: Result<impl std::fmt::Debug, BundleError>, fragments: &[&str]) -> BundleError {
@@ -193,7 +194,10 @@ fn malformed_protobuf() {
         p.rows.insert(b"w".to_vec(), vec![0x0a, 0xff]);
     });
     let err = check(r, &["ckpt.index", "malformed protobuf", "\"w\""]);
-    assert!(matches!(err, BundleError::Protobuf { .. }));
+    assert!(matches!(
+        err,
+        BundleError::Protobuf { .. } | BundleError::HostileProtobuf { .. }
+    ));
     let r = open_with(|p| {
         p.rows.insert(Vec::new(), vec![0x08]);
     });
@@ -383,4 +387,35 @@ fn fifos_in_place_of_the_index_or_a_shard_are_refused_at_once() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn an_entry_that_would_decode_to_gigabytes_is_refused_before_decoding() {
+    // 10 M empty dims: 20 MB in the index, hundreds of MB decoded.
+    let dir = tempfile::tempdir().unwrap();
+    let mut parts = parts();
+    let mut value = parts.entry(b"w").encode_to_vec();
+    let dim = [0x12u8, 0x00]; // TensorShapeProto.dim, empty
+    let mut shape = Vec::new();
+    for _ in 0..10_000_000 {
+        shape.extend_from_slice(&dim);
+    }
+    // BundleEntryProto.shape = 2: tag, length, then the dims.
+    value.push(0x12);
+    let mut len = shape.len() as u64;
+    while len >= 0x80 {
+        value.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    value.push(len as u8);
+    value.extend_from_slice(&shape);
+    parts.rows.insert(b"w".to_vec(), value);
+    let prefix = parts
+        .write(dir.path(), "ckpt", &TableOptions::default())
+        .unwrap();
+    let err = check(
+        TensorBundle::open(&prefix),
+        &["ckpt.index", "\"w\"", "MiB cap"],
+    );
+    assert!(matches!(err, BundleError::HostileProtobuf { .. }), "{err}");
 }

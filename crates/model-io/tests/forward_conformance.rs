@@ -1,8 +1,10 @@
 //! The forward pass on the official conformance module against TensorFlow 1.15's outputs,
-//! through the library alone (module weights read straight from the checkpoint).
+//! through the libraries alone (module weights read straight from the checkpoint by
+//! `ModuleWeights`, no CLI).
 
 use hub_module::HubModule;
-use nasnet_forward::{Network, Tensor};
+use model_io::ModuleWeights;
+use nasnet_forward::{Network, Tensor, WeightSource};
 use std::path::Path;
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
@@ -51,7 +53,7 @@ fn golden_images(golden: &safetensors::SafeTensors) -> Tensor {
 #[test]
 fn logits_features_and_every_cell_match_tensorflow() {
     let (module, spec) = conformance_module();
-    let network = Network::load(&spec, &module).unwrap();
+    let network = Network::load(&spec, &ModuleWeights(&module)).unwrap();
     let bytes = golden_bytes();
     let golden = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let images = golden_images(&golden);
@@ -85,7 +87,7 @@ fn logits_features_and_every_cell_match_tensorflow() {
 #[test]
 fn image_parallel_batches_match_the_whole_batch_exactly() {
     let (module, spec) = conformance_module();
-    let network = Network::load(&spec, &module).unwrap();
+    let network = Network::load(&spec, &ModuleWeights(&module)).unwrap();
     let bytes = golden_bytes();
     let images = golden_images(&safetensors::SafeTensors::deserialize(&bytes).unwrap());
     assert!(images.shape[0] >= 3, "the golden has several images");
@@ -107,7 +109,7 @@ fn image_parallel_batches_match_the_whole_batch_exactly() {
 #[test]
 fn wrong_image_size_is_refused() {
     let (module, spec) = conformance_module();
-    let network = Network::load(&spec, &module).unwrap();
+    let network = Network::load(&spec, &ModuleWeights(&module)).unwrap();
     let err = network
         .forward(&Tensor::zeros([1, 224, 224, 3]))
         .unwrap_err();
@@ -121,8 +123,8 @@ fn wrong_image_size_is_refused() {
 
 #[test]
 fn missing_variable_is_named() {
-    struct Without<'a>(&'a HubModule);
-    impl nasnet_forward::WeightSource for Without<'_> {
+    struct Without<'a>(ModuleWeights<'a>);
+    impl WeightSource for Without<'_> {
         fn source_name(&self) -> String {
             "test".into()
         }
@@ -136,7 +138,7 @@ fn missing_variable_is_named() {
         }
     }
     let (module, spec) = conformance_module();
-    let err = Network::load(&spec, &Without(&module))
+    let err = Network::load(&spec, &Without(ModuleWeights(&module)))
         .err()
         .unwrap()
         .to_string();
@@ -151,7 +153,7 @@ fn inconsistent_description_is_refused_at_load() {
     let (module, spec) = conformance_module();
     let mut wrong = spec.clone();
     wrong.num_features = 5;
-    let err = Network::load(&wrong, &module).err().unwrap().to_string();
+    let err = Network::load(&wrong, &ModuleWeights(&module)).err().unwrap().to_string();
     assert!(
         err.contains("amoebanet_a_n6_f16")
             && err.contains("invalid network description: num_features: 5, but the cells give"),
@@ -159,6 +161,6 @@ fn inconsistent_description_is_refused_at_load() {
     );
     let mut empty = spec;
     empty.cells.clear();
-    let err = Network::load(&empty, &module).err().unwrap().to_string();
+    let err = Network::load(&empty, &ModuleWeights(&module)).err().unwrap().to_string();
     assert!(err.contains("cells: 0 cells"), "{err}");
 }
