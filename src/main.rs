@@ -55,20 +55,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // The reader of our output has gone (`amoeba inspect M | head`): what it wanted was
         // written, so end quietly, as `cat` does.
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if cmd::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", error_text(&e));
             ExitCode::from(cmd::EXIT_BAD_INPUT)
         }
     }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
 
 /// The error and its causes, leaving out a cause whose text the message already contains

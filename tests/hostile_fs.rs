@@ -476,3 +476,21 @@ fn a_safetensors_model_naming_a_tensor_twice_is_refused() {
         &["twice.safetensors", "twice", name],
     );
 }
+
+#[test]
+fn an_output_over_a_module_file_reached_through_a_linked_folder_is_refused() {
+    // m/variables is a symbolic link to a folder elsewhere: the output path canonicalises
+    // outside the module folder, but it is still one of the files the module was read from.
+    let tmp = tempfile::tempdir().unwrap();
+    let module = copy_fixture_module(tmp.path());
+    let elsewhere = tmp.path().join("vars");
+    std::fs::rename(module.join("variables"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, module.join("variables")).unwrap();
+    let index = module.join("variables/variables.index");
+    let before = std::fs::read(&index).unwrap();
+    let run = amoeba(&["convert", s(&module), "-o", s(&index)]);
+    assert_refused(&run, &["variables.index", "input"]);
+    let run = amoeba(&["genotype", s(&module), "-o", s(&index)]);
+    assert_refused(&run, &["variables.index", "input"]);
+    assert_eq!(std::fs::read(&index).unwrap(), before);
+}

@@ -92,7 +92,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let outcomes = classify_all(&classifier, &args)?;
     if let Some(path) = &args.features {
-        write_features(path, &args.model, &outcomes, model.spec.num_features)?;
+        write_features(
+            path,
+            &model.input_paths(),
+            &outcomes,
+            model.spec.num_features,
+        )?;
     }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if args.json {
@@ -262,7 +267,7 @@ fn print_json(outcomes: &[Outcome], labels_wanted: bool) -> anyhow::Result<()> {
 /// through a temporary file and a rename.
 fn write_features(
     path: &Path,
-    model: &Path,
+    model_files: &[PathBuf],
     outcomes: &[Outcome],
     dim: usize,
 ) -> anyhow::Result<()> {
@@ -286,7 +291,9 @@ fn write_features(
     )?;
     let metadata = HashMap::from([("images".to_string(), serde_json::to_string(&names)?)]);
     let serialized = safetensors::serialize([("features", view)], Some(metadata))?;
-    let inputs: Vec<&Path> = std::iter::once(model)
+    let inputs: Vec<&Path> = model_files
+        .iter()
+        .map(PathBuf::as_path)
         .chain(outcomes.iter().map(|o| o.path.as_path()))
         .collect();
     super::write_atomically(path, &inputs, &serialized)

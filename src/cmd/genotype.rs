@@ -29,7 +29,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rendered = diagrams::try_render(&model.spec, format)
         .with_context(|| format!("{}: cannot draw the genotype", args.model.display()))?;
     match &args.output {
-        Some(path) => super::write_atomically(path, &[args.model.as_path()], rendered.as_bytes())?,
+        Some(path) => {
+            let inputs = model.input_paths();
+            let inputs: Vec<&std::path::Path> = inputs.iter().map(PathBuf::as_path).collect();
+            super::write_atomically(path, &inputs, rendered.as_bytes())?
+        }
         None => super::print_out(&rendered)?,
     }
     for note in &model.disagreements {

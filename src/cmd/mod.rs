@@ -26,6 +26,25 @@ pub fn print_out(text: &str) -> anyhow::Result<()> {
         .context("standard output: cannot write")
 }
 
+/// [`print_out`] for a report whose command has a verdict of its own (`verify`, `classify`):
+/// when the reader has gone, the rest of the report is dropped but the verdict still decides
+/// the exit code (a FAIL piped into `head` must not exit 0).
+pub fn print_report(text: &str) -> anyhow::Result<()> {
+    match print_out(text) {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+/// True when the error (or a cause) is a closed pipe.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// A progress bar on a terminal, hidden otherwise.
 pub fn progress_bar(message: &'static str, visible: bool) -> indicatif::ProgressBar {
     if !visible {

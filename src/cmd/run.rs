@@ -30,6 +30,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     safe_fs::check_output(&args.output, &[args.model.as_path(), args.input.as_path()])?;
     let images = read_images(&args.input)?;
     let model = Model::open(&args.model)?;
+    let mut inputs = model.input_paths();
+    inputs.push(args.input.clone());
+    // Again with every file of the model (a module folder's files, through links too).
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    safe_fs::check_output(&args.output, &inputs)?;
     let network = model.network()?;
     let out = timed_forwards(&network, &images, args.repeat)
         .with_context(|| format!("{}: cannot run these images", args.input.display()))?;
@@ -41,7 +46,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let classes = logits.len() / n;
         tensors.push(("logits", logits, vec![n, classes]));
     }
-    let inputs = [args.model.as_path(), args.input.as_path()];
     super::write_f32_safetensors(&args.output, &inputs, &tensors)?;
     super::print_out(&format!("wrote {} ({n} images)\n", args.output.display()))?;
     Ok(ExitCode::SUCCESS)

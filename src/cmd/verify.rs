@@ -39,9 +39,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     golden.check_against(&model.spec)?;
     let report = verify::verify(&network, &golden, options)?;
     if args.json {
-        super::print_out(&(serde_json::to_string_pretty(&report)? + "\n"))?;
+        super::print_report(&(serde_json::to_string_pretty(&report)? + "\n"))?;
     } else {
-        super::print_out(&report.to_text(options))?;
+        super::print_report(&report.to_text(options))?;
     }
     Ok(if report.pass {
         ExitCode::SUCCESS

@@ -252,3 +252,43 @@ fn corrupt_gzip_streams_are_bad_archives() {
         assert!(msg.contains(name), "{msg}");
     }
 }
+
+#[test]
+fn a_huge_gnu_long_name_header_is_refused_before_it_is_read_into_memory() {
+    // tar reads a long name whole into memory; 64 MiB of zeros (64 KB gzipped) stands for
+    // the gigabytes an attacker would declare.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("longname.tar.gz");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::best());
+    let mut header = tar::Header::new_gnu();
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(64 << 20);
+    header.set_mode(0o644);
+    header.set_cksum();
+    gz.write_all(header.as_bytes()).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        gz.write_all(&zeros).unwrap();
+    }
+    gz.write_all(&[0u8; 1024]).unwrap();
+    gz.finish().unwrap();
+    let err = open_err(&path, ArchiveLimits::default()).to_string();
+    assert!(
+        err.contains("longname.tar.gz") && err.contains("tar header"),
+        "{err}"
+    );
+}
+
+#[test]
+fn paths_nested_deeper_than_the_cap_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = entry(b"a/b/c/d/e/f/g/h/i/x", tar::EntryType::Regular, b"x", b"");
+    let path = targz(dir.path(), "deep.tar.gz", &[deep]);
+    let err = open_err(&path, ArchiveLimits::default()).to_string();
+    assert!(
+        err.contains("deep.tar.gz") && err.contains("deeper than 8"),
+        "{err}"
+    );
+}

@@ -65,7 +65,9 @@ pub fn convert(
         provenance.checkpoint_sha256 = SHA256_PLACEHOLDER.to_string();
     }
     let header = header_bytes(&items, &metadata(model, &provenance)?);
-    let mut tmp = safe_fs::AtomicOutput::create(output, &[model.path.as_path()])?;
+    let inputs = model.input_paths();
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    let mut tmp = safe_fs::AtomicOutput::create(output, &inputs)?;
     // Hashing the checkpoint (one read of the shards) overlaps with copying the tensors.
     let (written, digest) = std::thread::scope(|scope| {
         // The kernel copies bypass the reader, so every checksum is verified here, while the

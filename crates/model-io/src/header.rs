@@ -77,6 +77,18 @@ struct Entry {
     end: u64,
 }
 
+/// A tensor's header fields, typed as they are read (no generic JSON tree: a 100 MB header
+/// of numbers would take gigabytes as `serde_json::Value`s).
+#[derive(serde::Deserialize)]
+struct RawInfo {
+    dtype: String,
+    shape: Vec<u64>,
+    data_offsets: [u64; 2],
+}
+
+/// A header's tensors in file order (without `__metadata__`), and the first repeated name.
+type Entries = (Vec<(String, RawInfo)>, Option<String>);
+
 fn check_header_json(json: &[u8], data_len: u64) -> Result<(), String> {
     let (entries, repeated) = read_entries(json)?;
     if let Some(name) = repeated {
@@ -85,16 +97,14 @@ fn check_header_json(json: &[u8], data_len: u64) -> Result<(), String> {
         )));
     }
     let mut tensors = Vec::with_capacity(entries.len());
-    for (name, value) in entries {
-        if name != "__metadata__" {
-            tensors.push(check_entry(name, &value, data_len)?);
-        }
+    for (name, info) in entries {
+        tensors.push(check_entry(name, &info, data_len)?);
     }
     check_tiling(tensors, data_len)
 }
 
-/// Every top-level entry in file order, and the first name that appears twice.
-fn read_entries(json: &[u8]) -> Result<(Vec<(String, serde_json::Value)>, Option<String>), String> {
+/// Every tensor entry in file order, and the first name that appears twice.
+fn read_entries(json: &[u8]) -> Result<Entries, String> {
     let mut de = serde_json::Deserializer::from_slice(json);
     let entries = serde::Deserializer::deserialize_map(&mut de, EntriesVisitor)
         .map_err(|e| invalid(&format!("invalid JSON in header: {e}")))?;
@@ -103,35 +113,20 @@ fn read_entries(json: &[u8]) -> Result<(Vec<(String, serde_json::Value)>, Option
     Ok(entries)
 }
 
-fn check_entry(name: String, value: &serde_json::Value, data_len: u64) -> Result<Entry, String> {
+fn check_entry(name: String, info: &RawInfo, data_len: u64) -> Result<Entry, String> {
     let bad = |problem: String| invalid(&format!("tensor {name:?}: {problem}"));
-    let dtype = value["dtype"]
-        .as_str()
-        .ok_or_else(|| bad("no dtype".into()))?;
+    let dtype = info.dtype.as_str();
     let width = dtype_bytes(dtype).ok_or_else(|| bad(format!("unknown dtype {dtype:?}")))?;
-    let shape = value["shape"]
-        .as_array()
-        .ok_or_else(|| bad("no shape".into()))?;
-    let mut bytes = width;
-    for dim in shape {
-        let dim = dim
-            .as_u64()
-            .ok_or_else(|| bad(format!("shape {shape:?} is not a list of sizes")))?;
-        bytes = bytes
-            .checked_mul(dim)
-            .ok_or_else(|| bad(format!("shape {shape:?} of {dtype} overflows a byte count")))?;
-    }
-    let offsets = value["data_offsets"].as_array().map(|o| o.as_slice());
-    let (start, end) = match offsets {
-        Some([s, e]) => (s.as_u64(), e.as_u64()),
-        _ => (None, None),
-    };
-    let (Some(start), Some(end)) = (start, end) else {
-        return Err(bad("data_offsets is not [start, end]".into()));
-    };
+    let shape = shape_text(&info.shape);
+    let bytes = info
+        .shape
+        .iter()
+        .try_fold(width, |acc, &dim| acc.checked_mul(dim))
+        .ok_or_else(|| bad(format!("shape {shape} of {dtype} overflows a byte count")))?;
+    let [start, end] = info.data_offsets;
     if start > end || end - start != bytes {
         return Err(bad(format!(
-            "data_offsets [{start}, {end}] do not hold the {bytes} bytes of shape {shape:?} of {dtype}"
+            "data_offsets [{start}, {end}] do not hold the {bytes} bytes of shape {shape} of {dtype}"
         )));
     }
     if end > data_len {
@@ -140,6 +135,23 @@ fn check_entry(name: String, value: &serde_json::Value, data_len: u64) -> Result
         )));
     }
     Ok(Entry { name, start, end })
+}
+
+/// A shape for a message: whole when short, its rank and first dimensions when long (a
+/// hostile header may list millions).
+fn shape_text(shape: &[u64]) -> String {
+    if shape.len() <= 8 {
+        return format!("{shape:?}");
+    }
+    format!(
+        "[{}, … ({} dimensions)]",
+        shape[..4]
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        shape.len()
+    )
 }
 
 /// The tensors must cover the data buffer exactly, one after another.
@@ -179,7 +191,7 @@ fn dtype_bytes(dtype: &str) -> Option<u64> {
 struct EntriesVisitor;
 
 impl<'de> serde::de::Visitor<'de> for EntriesVisitor {
-    type Value = (Vec<(String, serde_json::Value)>, Option<String>);
+    type Value = Entries;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
@@ -190,11 +202,19 @@ impl<'de> serde::de::Visitor<'de> for EntriesVisitor {
         let mut entries = Vec::new();
         let mut repeated = None;
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value::<serde_json::Value>()?;
             if !seen.insert(key.clone()) && repeated.is_none() {
                 repeated = Some(key.clone());
             }
-            entries.push((key, value));
+            if key == "__metadata__" {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            let info = map.next_value::<RawInfo>().map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "tensor {key:?}: {e} (a tensor is {{\"dtype\", \"shape\", \"data_offsets\": [start, end]}})"
+                ))
+            })?;
+            entries.push((key, info));
         }
         Ok((entries, repeated))
     }
@@ -263,9 +283,13 @@ mod tests {
             ),
             (
                 r#"{"dtype":"F32","shape":"x","data_offsets":[0,4]}"#,
-                "no shape",
+                "a tensor is",
             ),
             (r#"{"dtype":"F32","shape":[1]}"#, "data_offsets"),
+            (
+                r#"{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1,1,1,1],"data_offsets":[0,8]}"#,
+                "12 dimensions",
+            ),
         ] {
             let header = format!(r#"{{"bad":{entry},"u":{U}}}"#);
             let err = check_safetensors_bytes(&file(&header, 12)).unwrap_err();

@@ -1,8 +1,8 @@
 //! [`Model`]: a hub module or a converted safetensors file, opened for running.
 
+use crate::weights::{ModuleWeights, SafetensorsWeights};
 use crate::{keys, ModelError};
 use hub_module::HubModule;
-use crate::weights::{ModuleWeights, SafetensorsWeights};
 use nasnet_forward::WeightSource;
 use nasnet_genotype::NetworkSpec;
 use std::path::{Path, PathBuf};
@@ -85,6 +85,28 @@ impl Model {
         })
     }
 
+    /// Every path this model was read from: what the user named, and for a module folder
+    /// each file in it that was read (so that an output can be refused when it is one of
+    /// them, even through a symbolic link to a subfolder).
+    pub fn input_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.path.clone()];
+        if let ModelKind::Module(module) = &self.kind {
+            let root = module.root();
+            paths.push(root.join("saved_model.pb"));
+            paths.push(root.join("tfhub_module.pb"));
+            let bundle = module.bundle();
+            let prefix = bundle.prefix();
+            let mut index = prefix.as_os_str().to_owned();
+            index.push(".index");
+            paths.push(PathBuf::from(index));
+            let shards = bundle.shard_count();
+            paths.extend(
+                (0..shards).map(|i| hub_module::tensor_bundle::shard_path(prefix, i, shards)),
+            );
+        }
+        paths
+    }
+
     /// The weights, for `nasnet_forward::Network::load`.
     pub fn weights(&self) -> Box<dyn WeightSource + '_> {
         match &self.kind {
@@ -95,7 +117,10 @@ impl Model {
 
     /// Loads the runnable network.
     pub fn network(&self) -> Result<nasnet_forward::Network, ModelError> {
-        Ok(nasnet_forward::Network::load(&self.spec, self.weights().as_ref())?)
+        Ok(nasnet_forward::Network::load(
+            &self.spec,
+            self.weights().as_ref(),
+        )?)
     }
 }
 

@@ -135,7 +135,8 @@ impl Network {
     pub fn forward(&self, images: &Tensor) -> Result<Outputs, ForwardError> {
         self.check_input(images)?;
         let n = images.shape[0];
-        let threads = rayon::current_num_threads();
+        // As many images at once as the activation budget allows, whatever the core count.
+        let threads = rayon::current_num_threads().min(self.images_per_pass.max(1));
         let parallel = if threads > 1 { n - n % threads } else { 0 };
         if parallel == 0 {
             return self.run_in_parts(images, 0..n);
@@ -270,9 +271,15 @@ impl Network {
                         layout.scope
                     ))
                 })?;
-            let prev = layout
-                .prev
-                .and_then(|p| outputs.get(p).and_then(Option::as_ref));
+            let prev = match layout.prev {
+                None => None,
+                Some(p) => Some(outputs.get(p).and_then(Option::as_ref).ok_or_else(|| {
+                    self.unsupported(format!(
+                        "{}: prev_layer is not an output still held",
+                        layout.scope
+                    ))
+                })?),
+            };
             let out = cell.forward(net, prev, &mut scratch);
             if let Some(tap) = tap.as_mut() {
                 tap(&layout.scope, &out.concatenated());

@@ -226,13 +226,24 @@ fn shape_attr(v: &AttrValue) -> Option<Vec<usize>> {
     }
 }
 
+/// The value of a float32 scalar (or one-element) constant; `None` for any other dtype or
+/// shape (a per-channel constant is not a scalar scaling).
 fn scalar_f32(t: &TensorProto) -> Option<f32> {
-    t.float_val.first().copied().or_else(|| {
-        t.tensor_content
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .map(f32::from_le_bytes)
-    })
+    if t.dtype != tf_proto::tensorflow::DataType::DtFloat as i32 {
+        return None;
+    }
+    let elements: i64 = t
+        .tensor_shape
+        .as_ref()
+        .map_or(1, |s| s.dim.iter().map(|d| d.size).product());
+    if elements != 1 {
+        return None;
+    }
+    match (t.float_val.as_slice(), t.tensor_content.as_slice()) {
+        ([v], _) => Some(*v),
+        ([], bytes) if bytes.len() == 4 => bytes.try_into().ok().map(f32::from_le_bytes),
+        _ => None,
+    }
 }
 
 /// Reads all graph facts; `Err` names the first node or cell at fault.
@@ -1150,6 +1161,7 @@ mod tests {
             "value".to_string(),
             AttrValue {
                 value: Some(Value::Tensor(TensorProto {
+                    dtype: tf_proto::tensorflow::DataType::DtFloat as i32,
                     float_val: vec![value],
                     ..Default::default()
                 })),
@@ -1225,9 +1237,38 @@ mod tests {
                 "a",
             ),
             (vec![node("e", "Exp", &["images"])], "e"),
+            // A per-channel mean is not a scalar scaling; nor is a float64 constant.
+            (
+                vec![per_channel("mean"), node("s", "Sub", &["images", "mean"])],
+                "s",
+            ),
+            (vec![double("d"), node("m", "Mul", &["images", "d"])], "m"),
         ] {
             let meta = scaling_graph("conv0", chain, conv_input);
             assert_eq!(input_scaling(&Graph::new(&meta).unwrap()), None);
         }
+    }
+
+    fn per_channel(name: &str) -> NodeDef {
+        let mut n = constant(name, 123.68);
+        if let Some(Value::Tensor(t)) = n.attr.get_mut("value").and_then(|a| a.value.as_mut()) {
+            t.float_val = vec![123.68, 116.78, 103.94];
+            t.tensor_shape = Some(tf_proto::tensorflow::TensorShapeProto {
+                dim: vec![tf_proto::tensorflow::tensor_shape_proto::Dim {
+                    size: 3,
+                    name: String::new(),
+                }],
+                unknown_rank: false,
+            });
+        }
+        n
+    }
+
+    fn double(name: &str) -> NodeDef {
+        let mut n = constant(name, 2.0);
+        if let Some(Value::Tensor(t)) = n.attr.get_mut("value").and_then(|a| a.value.as_mut()) {
+            t.dtype = tf_proto::tensorflow::DataType::DtDouble as i32;
+        }
+        n
     }
 }
