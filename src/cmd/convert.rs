@@ -34,6 +34,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         model.spec.genotype.name.as_deref().unwrap_or("unknown"),
         report.provenance.checkpoint_sha256
     ))?;
+    for note in &model.notes {
+        eprintln!("note: {note}");
+    }
     for note in &model.disagreements {
         eprintln!("note: {note}");
     }

@@ -36,6 +36,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => super::print_out(&rendered)?,
     }
+    for note in &model.notes {
+        eprintln!("note: {note}");
+    }
     for note in &model.disagreements {
         eprintln!("note: variable names and graph disagree (the graph wins): {note}");
     }

@@ -19,6 +19,8 @@ pub struct Model {
     pub spec: NetworkSpec,
     /// Notes where the module's variable names and graph disagreed (the graph won).
     pub disagreements: Vec<String>,
+    /// Other notes from reading the module (variables the network does not use).
+    pub notes: Vec<String>,
     pub kind: ModelKind,
 }
 
@@ -69,6 +71,7 @@ impl Model {
             path: path.to_path_buf(),
             spec,
             disagreements,
+            notes: Vec::new(),
             kind: ModelKind::Safetensors(weights),
         })
     }
@@ -81,6 +84,7 @@ impl Model {
             path: path.to_path_buf(),
             spec: extraction.spec,
             disagreements: extraction.disagreements,
+            notes: extraction.notes,
             kind: ModelKind::Module(Box::new(module)),
         })
     }

@@ -17,6 +17,27 @@ pub struct Extraction {
     pub spec: NetworkSpec,
     /// Human-readable notes, each naming its scope; empty when names and graph fully agree.
     pub disagreements: Vec<String>,
+    /// Other facts worth saying once (variables the inference network does not use).
+    pub notes: Vec<String>,
+}
+
+/// The scope prefix of TF-slim's auxiliary head (`aux_<cell>/aux_logits/...`), built only for
+/// training; a module may carry its variables, which the inference network never reads.
+const AUX_HEAD_PREFIX: &str = "aux_";
+
+/// A note on the auxiliary-head variables among `variables`, if there are any.
+fn aux_head_note(variables: &[(String, Vec<usize>)]) -> Option<String> {
+    let aux: Vec<&str> = variables
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| name.starts_with(AUX_HEAD_PREFIX))
+        .collect();
+    let first = aux.first()?;
+    Some(format!(
+        "{} variables of the training-only auxiliary head ({first}, …) are not part of the \
+         inference network: convert keeps them, the forward pass ignores them",
+        aux.len()
+    ))
 }
 
 /// What [`from_variables`] cannot read from names alone.
@@ -78,6 +99,7 @@ pub fn extract(
     Ok(Extraction {
         spec,
         disagreements: notes,
+        notes: aux_head_note(variables).into_iter().collect(),
     })
 }
 
@@ -135,6 +157,7 @@ pub fn from_variables(
     Ok(Extraction {
         spec,
         disagreements: notes,
+        notes: aux_head_note(variables).into_iter().collect(),
     })
 }
 

@@ -105,3 +105,23 @@ fn every_manifest_fixture_extracts_as_built() {
         );
     }
 }
+
+#[test]
+fn auxiliary_head_variables_are_ignored_and_said_once() {
+    // TF-slim's training-only aux head (`aux_7/aux_logits/...`), added to a real listing.
+    let name = "nasnet_a_mobile_n6_f8";
+    let graph = inference_graph(&fixtures().join(format!("modules/{name}/saved_model.pb")));
+    let mut vars = listing(&fixtures().join(format!("tf-read/modules.{name}.variables.tsv")));
+    let plain = extract(&graph, &vars, None).unwrap();
+    assert!(plain.notes.is_empty(), "{:?}", plain.notes);
+    vars.push(("aux_7/aux_logits/proj/weights".into(), vec![1, 1, 48, 128]));
+    vars.push(("aux_7/aux_logits/FC/weights".into(), vec![768, 1001]));
+    let with_aux = extract(&graph, &vars, None).unwrap();
+    assert_eq!(with_aux.spec, plain.spec, "the network is the same");
+    assert_eq!(with_aux.notes.len(), 1, "{:?}", with_aux.notes);
+    assert!(
+        with_aux.notes[0].starts_with("2 variables of the training-only auxiliary head (aux_7/"),
+        "{:?}",
+        with_aux.notes
+    );
+}
