@@ -181,43 +181,6 @@ pub fn safetensors_model(data: &[u8]) {
     }
 }
 
-/// The weights `network_spec` loads against: the converted feature-vector fixture that
-/// `make_seeds` writes (`AMOEBA_FUZZ_WEIGHTS` overrides the path).
-fn spec_weights() -> Option<&'static model_io::SafetensorsWeights> {
-    static WEIGHTS: OnceLock<Option<model_io::SafetensorsWeights>> = OnceLock::new();
-    WEIGHTS
-        .get_or_init(|| {
-            let default = concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/corpus/safetensors_model/seed-feature_vector"
-            );
-            let path = std::env::var("AMOEBA_FUZZ_WEIGHTS").unwrap_or_else(|_| default.into());
-            model_io::SafetensorsWeights::open(Path::new(&path)).ok()
-        })
-        .as_ref()
-}
-
-/// Target `network_spec`: a converted file's network description (JSON), parsed and loaded
-/// against real weights. Mutating the JSON directly reaches the layout checks of
-/// `Network::load` far more often than mutating a whole safetensors file.
-pub fn network_spec(data: &[u8]) {
-    let Some(weights) = spec_weights() else {
-        panic!("no weights for network_spec: run make_seeds first");
-    };
-    let Ok(json) = std::str::from_utf8(data) else {
-        return;
-    };
-    if let Ok(spec) = nasnet_genotype::NetworkSpec::from_json(json) {
-        let _ = nasnet_forward::Network::load(&spec, weights);
-    }
-}
-
-/// Target `golden`: a golden file as `amoeba verify --golden` reads it.
-pub fn golden(data: &[u8]) {
-    let path = scratch_file("golden.safetensors", data);
-    let _ = verify::Golden::open(&path);
-}
-
 /// Largest image the `image` target decodes: keeps each run fast and memory small while
 /// still exercising the size check.
 pub const IMAGE_MAX_PIXELS: u64 = 1 << 20;
