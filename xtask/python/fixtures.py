@@ -3,7 +3,8 @@
     fixtures.py fixtures --root REPO [--out DIR]
     fixtures.py check --root REPO --conformance MODULE_DIR
     fixtures.py golden --module DIR_OR_TGZ --images FILE... -o OUT [--noise]
-    fixtures.py synth-full -o DIR
+    fixtures.py synth-full -o DIR [--no-noise] [--spec-tsv TSV]
+        [--family amoebanet|nasnet_mobile|nasnet_large]
 
 All numbers in the goldens come from TensorFlow; the Rust side only runs this.
 """
@@ -78,6 +79,24 @@ PREPROCESS_SIZES = [331]
 FULL = {"name": "amoebanet_a_n18_f448", "genotype": "amoeba_net_a", "num_cells": 18,
         "filters": 448, "image_size": 331, "num_classes": 1001, "photo": "astronaut.png",
         "seed": 18448}
+
+# `synth-full --family F`: full-size modules with the hparams of the real TF-Hub
+# modules (shared/spec/nasnet-family.md section 1), random weights, 1001 classes.
+# "amoebanet" (the default) is FULL, unchanged.  "size" is only for the log line.
+FULL_FAMILIES = {
+    "amoebanet": dict(FULL, size="about 1.9 GB"),
+    # google/imagenet/nasnet_mobile: 224 px, 12 cells, F=44, stem 32.
+    "nasnet_mobile": {"name": "nasnet_a_mobile_n12_f44", "family": "nasnet_a_mobile",
+                      "genotype": "nasnet_a", "num_cells": 12, "filters": 44,
+                      "image_size": 224, "num_classes": 1001, "photo": "astronaut.png",
+                      "seed": 12044, "size": "about 21 MB"},
+    # google/imagenet/nasnet_large: 331 px, 18 cells, F=168, stem 96,
+    # skip_reduction_layer_input=1.
+    "nasnet_large": {"name": "nasnet_a_large_n18_f168", "family": "nasnet_a_large",
+                     "genotype": "nasnet_a", "num_cells": 18, "filters": 168,
+                     "image_size": 331, "num_classes": 1001, "photo": "astronaut.png",
+                     "seed": 18168, "size": "about 360 MB"},
+}
 
 
 def skimage_data(name):
@@ -385,13 +404,13 @@ def compare_with_tsv(module_dir, tsv_path):
     return problems
 
 
-def synth_full(out_dir, with_noise, spec_tsv=None):
+def synth_full(out_dir, with_noise, spec_tsv=None, family="amoebanet"):
     os.makedirs(out_dir, exist_ok=True)
-    fx = FULL
+    fx = {k: v for k, v in FULL_FAMILIES[family].items() if k != "size"}
     module_dir = os.path.join(out_dir, fx["name"])
     if os.path.exists(module_dir):
         shutil.rmtree(module_dir)
-    log(f"exporting {module_dir} (about 1.9 GB, takes minutes) ...")
+    log(f"exporting {module_dir} ({FULL_FAMILIES[family]['size']}, takes minutes) ...")
     hub_export.export_module(module_spec(fx), module_dir, fx["seed"])
     if spec_tsv:
         problems = compare_with_tsv(module_dir, spec_tsv)
@@ -412,6 +431,10 @@ def synth_full(out_dir, with_noise, spec_tsv=None):
     out = os.path.join(out_dir, fx["name"] + ".golden.safetensors")
     log(f"golden {out} ...")
     hub_export.run_golden(module_dir, images, out, meta)
+    if "family" in fx:
+        counts = module_counts(module_dir, out)
+        log(f"{fx['name']}: {counts['variables']} variables, {counts['values']:,} values "
+            f"({counts['values'] * 4 / 1e6:.1f} MB of float32), {counts['features']} features")
     return 0
 
 
@@ -433,6 +456,8 @@ def main():
     p.add_argument("-o", "--out", required=True)
     p.add_argument("--no-noise", action="store_true")
     p.add_argument("--spec-tsv", help="variable listing of the real module to compare with")
+    p.add_argument("--family", choices=sorted(FULL_FAMILIES), default="amoebanet",
+                   help="which real module's hparams (default: AmoebaNet-A N18/F448)")
     a = ap.parse_args()
     if a.cmd == "fixtures":
         out = a.out or os.path.join(a.root, "fixtures")
@@ -446,7 +471,7 @@ def main():
     if a.cmd == "golden":
         return golden_cmd(a.module, a.images, a.out, a.noise)
     if a.cmd == "synth-full":
-        return synth_full(a.out, not a.no_noise, a.spec_tsv)
+        return synth_full(a.out, not a.no_noise, a.spec_tsv, a.family)
     return 2
 
 

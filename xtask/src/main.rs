@@ -6,8 +6,11 @@
 //!   the committed ones and with the official conformance modules (AmoebaNet-A
 //!   and NASNet-A mobile).
 //! * `golden --module M --images F... -o OUT`: golden outputs of any hub module.
-//! * `synth-full -o DIR`: a full-size AmoebaNet-A N18/F448 module with random
-//!   weights (about 1.9 GB) and its golden, for benchmarks.
+//! * `synth-full -o DIR [--family F]`: a full-size module with random weights
+//!   and its golden (every cell's output), for benchmarks: AmoebaNet-A N18/F448
+//!   (about 1.9 GB, the default), or with the hparams of the real
+//!   `nasnet_mobile` (224 px, 12 cells, F=44) or `nasnet_large` (331 px,
+//!   18 cells, F=168, stem 96, skip_reduction_layer_input=1) module.
 //! * `bench [--module DIR] [--repeats R] [--rounds N] [--skip-tf]`: the Rust forward pass
 //!   and conversion timed against TensorFlow on the same module (see bench.rs).
 //! * `check-convert`: every fixture module converted by `amoeba convert` and
@@ -71,14 +74,22 @@ enum Cmd {
         #[arg(long)]
         noise: bool,
     },
-    /// Full-size AmoebaNet-A (N=18, F=448) with random weights, and its golden.
+    /// Full-size module with random weights, and its golden: AmoebaNet-A (N=18,
+    /// F=448) by default, or NASNet-A with the real mobile or large module's hparams.
     SynthFull {
-        /// Output folder (gets amoebanet_a_n18_f448/ and its golden).
+        /// Output folder (gets the module folder, e.g. amoebanet_a_n18_f448/,
+        /// nasnet_a_mobile_n12_f44/ or nasnet_a_large_n18_f168/, and its golden).
         #[arg(short, long)]
         out: PathBuf,
         /// Only the photo in the golden, no noise image.
         #[arg(long)]
         no_noise: bool,
+        /// Whose hparams: amoebanet (AmoebaNet-A N18/F448, 331 px), nasnet_mobile
+        /// (224 px, 12 cells, F=44, stem 32) or nasnet_large (331 px, 18 cells,
+        /// F=168, stem 96, skip_reduction_layer_input=1); 1001 classes each.
+        #[arg(long, default_value = "amoebanet",
+              value_parser = ["amoebanet", "nasnet_mobile", "nasnet_large"])]
+        family: String,
     },
     /// Time the Rust forward pass and conversion against TensorFlow (full-size module).
     Bench {
@@ -139,9 +150,11 @@ fn main() -> Result<()> {
             out,
             noise,
         } => fixtures_script(&root, golden_args(&module, &images, &out, noise)?),
-        Cmd::SynthFull { out, no_noise } => {
-            fixtures_script(&root, synth_full_args(&root, &out, no_noise)?)
-        }
+        Cmd::SynthFull {
+            out,
+            no_noise,
+            family,
+        } => fixtures_script(&root, synth_full_args(&root, &out, no_noise, &family)?),
     }
 }
 
@@ -189,15 +202,19 @@ fn golden_args(module: &Path, images: &[PathBuf], out: &Path, noise: bool) -> Re
     Ok(args)
 }
 
-fn synth_full_args(root: &Path, out: &Path, no_noise: bool) -> Result<Vec<String>> {
+fn synth_full_args(root: &Path, out: &Path, no_noise: bool, family: &str) -> Result<Vec<String>> {
     let mut args: Vec<String> = vec!["synth-full".into(), "-o".into(), path_arg(&absolute(out)?)];
     if no_noise {
         args.push("--no-noise".into());
     }
-    // The spec's list of every variable of the real module, if present.
-    let tsv = root.join("../shared/spec/variables-n18-f448-classification.tsv");
-    if tsv.is_file() {
-        args.extend(["--spec-tsv".into(), path_arg(&tsv)]);
+    if family == "amoebanet" {
+        // The spec's list of every variable of the real AmoebaNet module, if present.
+        let tsv = root.join("../shared/spec/variables-n18-f448-classification.tsv");
+        if tsv.is_file() {
+            args.extend(["--spec-tsv".into(), path_arg(&tsv)]);
+        }
+    } else {
+        args.extend(["--family".into(), family.into()]);
     }
     Ok(args)
 }
