@@ -43,11 +43,62 @@ pub struct GraphVariant {
     pub meta_graph: MetaGraphDef,
 }
 
-/// An archive's temporary extraction folder, registered for removal on a fatal signal.
-/// (Field order matters: the folder is removed before its registration is released.)
+/// An archive's temporary extraction folder (`$TMPDIR/amoeba-module-…`), removed when
+/// dropped, and registered for removal by the signal handler *before* it is created, so that
+/// no moment exists in which a signal could leave it behind.
 struct Extraction {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
     _registration: safe_fs::cleanup::Registration,
+}
+
+impl Extraction {
+    fn new() -> Result<Extraction, ModuleError> {
+        use std::hash::{BuildHasher, Hasher};
+        let base = std::env::temp_dir();
+        let mut last_error = None;
+        for attempt in 0u64..16 {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(attempt);
+            let dir = base.join(format!(
+                "amoeba-module-{}-{:016x}",
+                std::process::id(),
+                hasher.finish()
+            ));
+            let registration = safe_fs::cleanup::register_tree(&dir);
+            match create_private_dir(&dir) {
+                Ok(()) => {
+                    return Ok(Extraction {
+                        dir,
+                        _registration: registration,
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_error = Some(e),
+                Err(e) => {
+                    return Err(ModuleError::Io {
+                        path: base,
+                        source: e,
+                    })
+                }
+            }
+        }
+        Err(ModuleError::Io {
+            path: base,
+            source: last_error.unwrap_or_else(|| std::io::Error::other("no free name")),
+        })
+    }
+}
+
+impl Drop for Extraction {
+    fn drop(&mut self) {
+        // Best effort, like any temporary folder; the registration is released after this.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A new folder only its owner can read (the extraction holds the user's model).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(dir)
 }
 
 /// An opened module: decoded protos plus its variables checkpoint.
@@ -77,22 +128,9 @@ impl HubModule {
             });
         }
         if archive::is_archive(path) {
-            let dir = tempfile::Builder::new()
-                .prefix("amoeba-module-")
-                .tempdir()
-                .map_err(|source| ModuleError::Io {
-                    path: std::env::temp_dir(),
-                    source,
-                })?;
-            // Removed by the binary's signal handler if the process is interrupted or aborts
-            // before the TempDir's destructor can run.
-            let registration = safe_fs::cleanup::register_tree(dir.path());
-            let extraction = Extraction {
-                _registration: registration,
-                dir,
-            };
-            archive::extract(path, extraction.dir.path(), limits)?;
-            let root = extraction.dir.path().to_path_buf();
+            let extraction = Extraction::new()?;
+            archive::extract(path, &extraction.dir, limits)?;
+            let root = extraction.dir.clone();
             return Self::open_folder(path, &root, Some(extraction));
         }
         Self::open_folder(path, path, None)

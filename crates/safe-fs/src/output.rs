@@ -37,22 +37,37 @@ impl AtomicOutput {
     /// umask), not the 0600 of a temporary file.
     pub fn create(target: &Path, inputs: &[&Path]) -> Result<AtomicOutput, OutputError> {
         check_target(target, inputs)?;
-        let dir = parent_folder(target);
-        let tmp = tempfile::Builder::new()
-            .prefix(".amoeba-")
-            .suffix(".tmp")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-            .tempfile_in(dir)
-            .map_err(|source| OutputError::Create {
-                target: target.to_path_buf(),
-                source,
-            })?;
-        let registration = cleanup::register_file(tmp.path());
-        Ok(AtomicOutput {
+        let create_err = |source| OutputError::Create {
             target: target.to_path_buf(),
-            tmp,
-            _registration: registration,
-        })
+            source,
+        };
+        let dir = parent_folder(target);
+        let mut last_error = None;
+        for attempt in 0u64..16 {
+            let path = dir.join(temp_name(attempt));
+            // Registered before it exists, so no signal can come between its creation and
+            // its registration and leave it behind.
+            let registration = cleanup::register_file(&path);
+            match create_new(&path) {
+                Ok(file) => {
+                    let temp_path = tempfile::TempPath::try_from_path(&path).map_err(|e| {
+                        let _ = std::fs::remove_file(&path);
+                        create_err(e)
+                    })?;
+                    let tmp = tempfile::NamedTempFile::from_parts(file, temp_path);
+                    return Ok(AtomicOutput {
+                        target: target.to_path_buf(),
+                        tmp,
+                        _registration: registration,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
+                Err(e) => return Err(create_err(e)),
+            }
+        }
+        Err(create_err(last_error.unwrap_or_else(|| {
+            io::Error::other("no free temporary name")
+        })))
     }
 
     /// The target path.
@@ -83,6 +98,29 @@ impl AtomicOutput {
         self.tmp.persist(&target).map_err(|e| write_err(e.error))?;
         Ok(())
     }
+}
+
+/// `.amoeba-<pid>-<random>.tmp`: hidden, unlikely to collide, recognisable if ever left.
+fn temp_name(attempt: u64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(attempt);
+    format!(
+        ".amoeba-{}-{:016x}.tmp",
+        std::process::id(),
+        hasher.finish()
+    )
+}
+
+/// A new file, mode 0666 less the umask (as `File::create` would), never an existing one.
+fn create_new(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(path)
 }
 
 /// Writes `bytes` to `target` atomically (see [`AtomicOutput`]).
