@@ -153,7 +153,10 @@ fn inconsistent_description_is_refused_at_load() {
     let (module, spec) = conformance_module();
     let mut wrong = spec.clone();
     wrong.num_features = 5;
-    let err = Network::load(&wrong, &ModuleWeights(&module)).err().unwrap().to_string();
+    let err = Network::load(&wrong, &ModuleWeights(&module))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains("amoebanet_a_n6_f16")
             && err.contains("invalid network description: num_features: 5, but the cells give"),
@@ -161,6 +164,9 @@ fn inconsistent_description_is_refused_at_load() {
     );
     let mut empty = spec;
     empty.cells.clear();
-    let err = Network::load(&empty, &ModuleWeights(&module)).err().unwrap().to_string();
+    let err = Network::load(&empty, &ModuleWeights(&module))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("cells: 0 cells"), "{err}");
 }

@@ -354,21 +354,26 @@ mod tests {
         assert_eq!(decoded_size_estimate(&[], ".no.Such"), None);
     }
 
-    #[test]
-    fn the_estimate_bounds_the_real_size_of_many_empty_tensors() {
-        // The attack: one attr whose list holds a great many empty tensors (2 bytes each).
+    /// The attack's shape: a node with one attr whose list holds `count` empty tensors.
+    fn node_of_empty_tensors(count: usize) -> NodeDef {
         let list = attr_value::ListValue {
-            tensor: vec![TensorProto::default(); 100_000],
+            tensor: vec![TensorProto::default(); count],
             ..Default::default()
         };
         let attr = AttrValue {
             value: Some(attr_value::Value::List(list)),
         };
-        let node = NodeDef {
+        NodeDef {
             name: "n".into(),
             attr: [("x".to_string(), attr)].into_iter().collect(),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn the_estimate_bounds_the_real_size_of_many_empty_tensors() {
+        // The attack: one attr whose list holds a great many empty tensors (2 bytes each).
+        let node = node_of_empty_tensors(100_000);
         let bytes = node.encode_to_vec();
         let estimate = decoded_size_estimate(&bytes, ".tensorflow.NodeDef").unwrap();
         let real = 100_000 * std::mem::size_of::<TensorProto>() as u64;
@@ -428,18 +433,7 @@ mod tests {
     fn an_unknown_group_does_not_hide_what_follows_it() {
         // Field 99 as an (empty) group, which prost skips, then the attack: the walk must
         // count what comes after the group.
-        let list = attr_value::ListValue {
-            tensor: vec![TensorProto::default(); 100_000],
-            ..Default::default()
-        };
-        let attr = AttrValue {
-            value: Some(attr_value::Value::List(list)),
-        };
-        let node = NodeDef {
-            name: "n".into(),
-            attr: [("x".to_string(), attr)].into_iter().collect(),
-            ..Default::default()
-        };
+        let node = node_of_empty_tensors(100_000);
         let mut bytes = vec![0x9b, 0x06, 0x9c, 0x06];
         bytes.extend(node.encode_to_vec());
         let err = decode_bounded::<NodeDef>(&bytes, ".tensorflow.NodeDef", 16 << 20).unwrap_err();
