@@ -9,10 +9,11 @@ the Rust crate (known.rs); none are written here.  Nothing else of a network is
 in a genotype, so the builder takes one of these dicts as data.
 
 Exposes:
-  GENOTYPES           name -> {"normal": cell, "reduction": cell}, the genotypes
-                      with two cell types (AmoebaNet-A..D, NASNet-A);
-  ONE_CELL_GENOTYPES  name -> {"cell": cell}, one cell type used at every
-                      position (PNASNet-5); the builder does not take these;
+  GENOTYPES           name -> {"normal": cell, "reduction": cell}, every genotype
+                      as the builder takes it (AmoebaNet-A..D, NASNet-A, and
+                      PNASNet-5 with its one cell as both kinds);
+  ONE_CELL_GENOTYPES  name -> {"cell": cell}, the genotypes with one cell type
+                      used at every position (PNASNet-5);
   ALIASES             alias -> official name (evol_net_g -> amoeba_net_a, ...);
   PUBLISHED           the data file's entries as read (name, title, aliases,
                       source, cell_types, cells);
@@ -70,7 +71,11 @@ def _load(path=DATA_FILE):
             _check_cell(f"{path}: {name}.{kind}", cells[kind])
         if name in two or name in one or name in aliases:
             raise ValueError(f"{path}: the name {name} is given twice")
-        (two if len(want) == 2 else one)[name] = {k: cells[k] for k in want}
+        if len(want) == 2:
+            two[name] = {k: cells[k] for k in want}
+        else:
+            one[name] = {"cell": cells["cell"]}
+            two[name] = {"normal": cells["cell"], "reduction": cells["cell"]}
         for alias in entry["aliases"]:
             if alias in aliases:
                 raise ValueError(f"{path}: the alias {alias} is given twice")

@@ -5,10 +5,10 @@
 
 use crate::error::GenotypeError;
 use crate::graph::{graph_facts, GraphBranch, GraphCell, GraphFacts, Source};
-use crate::known::recognize;
+use crate::known::{known_genotype, recognize};
 use crate::layout::{build_layout, default_reduction_indices, CellPlan};
 use crate::spec::{CellKind, CellLayout, CellSpec, Genotype, NetworkSpec, Operation, PrevAdjust};
-use crate::variables::{VarOp, VariableFacts};
+use crate::variables::{parse_cell_scope, VarOp, VariableFacts};
 use tf_proto::tensorflow::MetaGraphDef;
 
 /// The extracted network and every place where the sources disagreed or a default was assumed.
@@ -62,7 +62,11 @@ pub fn extract(
     let facts = graph_facts(graph)?;
     let mut notes = Vec::new();
     let mut genotype = genotype_from_graph(&facts.cells)?;
-    genotype.name = recognize(&genotype).map(str::to_string);
+    // A recognised genotype is written as published: where a graph cannot tell `none` from
+    // `1x1` (a strided input), the official list says which it is.
+    if let Some(known) = recognize(&genotype).and_then(known_genotype) {
+        genotype = known;
+    }
     compare_cells(&vars, &facts, &mut notes)?;
     compare_order(&vars, &facts, &mut notes)?;
     let plan = plan_from_graph(&vars, &facts.cells)?;
@@ -138,12 +142,7 @@ pub fn from_variables(
         }
     }
     check_layout_against_vars(&cells, &vars)?;
-    let mut notes = Vec::new();
-    let indices = crate::validate::reduction_positions(&cells);
-    let default = default_reduction_indices(count(&cells, CellKind::Normal), indices.len());
-    if default != indices {
-        notes.push(format!("reduction cells before normal cells {indices:?} (from widths), not the official {default:?}"));
-    }
+    let notes = unofficial_reductions(&cells).into_iter().collect();
     let a = assumptions;
     let spec = assemble(
         a.genotype.clone(),
@@ -158,6 +157,36 @@ pub fn from_variables(
         spec,
         disagreements: notes,
         notes: aux_head_note(variables).into_iter().collect(),
+    })
+}
+
+/// A note when the reduction cells (placed by widths) are not where the official
+/// `calc_reduction_layers` puts them. With `reduction_cell_K` scopes the positions count the
+/// normal cells before each; with strided `cell_K` cells (PNASNet) they are those cells' K.
+fn unofficial_reductions(cells: &[CellLayout]) -> Option<String> {
+    let strided_normal = cells.iter().any(|c| {
+        c.kind == CellKind::Reduction
+            && parse_cell_scope(&c.scope).map(|s| s.0) == Some(CellKind::Normal)
+    });
+    let (indices, numbered) = if strided_normal {
+        let numbers: Vec<usize> = cells
+            .iter()
+            .filter(|c| c.kind == CellKind::Reduction)
+            .filter_map(|c| parse_cell_scope(&c.scope).map(|s| s.1))
+            .collect();
+        (
+            numbers,
+            cells.iter().filter(|c| c.kind != CellKind::Stem).count(),
+        )
+    } else {
+        (
+            crate::validate::reduction_positions(cells),
+            count(cells, CellKind::Normal),
+        )
+    };
+    let default = default_reduction_indices(numbered, indices.len());
+    (default != indices).then(|| {
+        format!("reduction cells at {indices:?} (from widths), not the official {default:?}")
     })
 }
 
@@ -392,8 +421,8 @@ fn compare_order(
     facts: &GraphFacts,
     notes: &mut Vec<String>,
 ) -> Result<(), GenotypeError> {
-    let named: Vec<&str> = match vars.order() {
-        Ok(order) => order.iter().map(|c| c.scope.as_str()).collect(),
+    let named: Vec<String> = match vars.order() {
+        Ok(order) => order.into_iter().map(|c| c.scope).collect(),
         Err(e) => {
             notes.push(format!(
                 "cell order from names: {e} (the graph's order is used)"

@@ -280,6 +280,19 @@ pub fn graph_facts(meta: &MetaGraphDef) -> Result<GraphFacts, GenotypeError> {
     })
 }
 
+/// A cell's kind from what its operations do, not from its scope name alone: a `cell_K`
+/// whose operations on h0/h1 have stride 2 is a reduction cell (PNASNet runs its one cell
+/// type so at the reduction positions, under the normal cells' numbering). The stem and
+/// `reduction_cell_K` scopes keep their kind; mixed strides are refused later, naming the
+/// branch (`check_strides`).
+fn kind_from_strides(named: CellKind, branches: &[GraphBranch]) -> CellKind {
+    let strided = branches.iter().any(|b| b.input < 2 && b.stride == 2);
+    match named {
+        CellKind::Normal if strided => CellKind::Reduction,
+        kind => kind,
+    }
+}
+
 /// Orders cells by following `net` inputs from the stem.
 fn chain(mut cells: Vec<GraphCell>) -> Result<Vec<GraphCell>, GenotypeError> {
     let mut order = Vec::with_capacity(cells.len());
@@ -649,7 +662,7 @@ impl<'g, 'a> CellReader<'g, 'a> {
 
     fn read(mut self) -> Result<GraphCell, GenotypeError> {
         let scope = self.scope.clone();
-        let (kind, _) =
+        let (named_kind, _) =
             parse_cell_scope(&scope).ok_or_else(|| self.err(&scope, "not a cell scope"))?;
         let h0 = self.batch_norm("beginning_bn").ok_or_else(|| {
             self.err(
@@ -679,6 +692,7 @@ impl<'g, 'a> CellReader<'g, 'a> {
             branches.push(right);
         }
         let (concat, output_shape) = self.concat()?;
+        let kind = kind_from_strides(named_kind, &branches);
         let prev = match (h1, &self.external_h1) {
             (Some(bn), _) => Some(self.source(&self.trace_external(bn)?)?),
             (None, Some(ext)) => Some(self.source(ext)?),

@@ -82,12 +82,12 @@ struct Published {
 }
 
 #[derive(Debug)]
-enum PublishedCells {
-    /// Normal and reduction cell: a [`Genotype`].
-    Two(Genotype),
-    /// One cell type (PNASNet-5): kept as data; the extraction and forward pass do not read it.
-    #[allow(dead_code)] // read by tests only until PNASNet support is built on it
-    One(CellSpec),
+struct PublishedCells {
+    /// As a [`Genotype`]: a one-cell-type entry (PNASNet-5) has that cell as both its normal
+    /// and its reduction cell (the network runs it with stride 2 where it reduces).
+    genotype: Genotype,
+    /// `cell_types` is `one`.
+    one_cell_type: bool,
 }
 
 fn cell(name: &str, kind: &str, lists: &CellLists) -> Result<CellSpec, String> {
@@ -119,14 +119,25 @@ fn published(entry: &Entry) -> Result<Published, String> {
     }
     let c = &entry.cells;
     let cells = match (entry.cell_types, &c.normal, &c.reduction, &c.cell) {
-        (CellTypes::NormalAndReduction, Some(normal), Some(reduction), None) => {
-            PublishedCells::Two(Genotype {
+        (CellTypes::NormalAndReduction, Some(normal), Some(reduction), None) => PublishedCells {
+            genotype: Genotype {
                 name: Some(entry.name.clone()),
                 normal: cell(name, "normal", normal)?,
                 reduction: cell(name, "reduction", reduction)?,
-            })
+            },
+            one_cell_type: false,
+        },
+        (CellTypes::One, None, None, Some(one)) => {
+            let one = cell(name, "cell", one)?;
+            PublishedCells {
+                genotype: Genotype {
+                    name: Some(entry.name.clone()),
+                    normal: one.clone(),
+                    reduction: one,
+                },
+                one_cell_type: true,
+            }
         }
-        (CellTypes::One, None, None, Some(one)) => PublishedCells::One(cell(name, "cell", one)?),
         (CellTypes::NormalAndReduction, ..) => {
             return Err(format!(
                 "{name}: cell_types normal_and_reduction needs cells `normal` and `reduction` only"
@@ -175,19 +186,26 @@ fn all_published() -> &'static [Published] {
     ALL.get_or_init(|| parse(GENOTYPES_JSON).unwrap_or_default())
 }
 
-/// The published genotypes with a normal and a reduction cell, in data-file order.
-fn two_cell() -> impl Iterator<Item = (&'static str, &'static Genotype)> {
-    all_published().iter().filter_map(|p| match &p.cells {
-        PublishedCells::Two(g) => Some((p.name.as_str(), g)),
-        PublishedCells::One(_) => None,
-    })
+/// The published genotypes, in data-file order.
+fn genotypes() -> impl Iterator<Item = (&'static str, &'static Genotype)> {
+    all_published()
+        .iter()
+        .map(|p| (p.name.as_str(), &p.cells.genotype))
 }
 
-/// The names of the known genotypes with a normal and a reduction cell: `amoeba_net_a`,
-/// `amoeba_net_b`, `amoeba_net_c`, `amoeba_net_d`, `nasnet_a`. (The data also holds the
-/// one-cell-type PNASNet-5, which is not a [`Genotype`] and is not listed here.)
+/// The names of the known genotypes: `amoeba_net_a`, `amoeba_net_b`, `amoeba_net_c`,
+/// `amoeba_net_d`, `nasnet_a`, `pnasnet_5`.
 pub fn known_names() -> Vec<&'static str> {
-    two_cell().map(|(name, _)| name).collect()
+    genotypes().map(|(name, _)| name).collect()
+}
+
+/// Whether the known genotype `name` has one cell type (PNASNet-5), its [`Genotype`] holding
+/// that cell as both normal and reduction cell; `None` for an unknown name.
+pub fn is_one_cell_type(name: &str) -> Option<bool> {
+    all_published()
+        .iter()
+        .find(|p| p.name == name || p.aliases.iter().any(|a| a == name))
+        .map(|p| p.cells.one_cell_type)
 }
 
 /// A known genotype by its official name or alias (`amoeba_net_a`, `evol_net_g`, `nasnet_a`, ...).
@@ -195,9 +213,7 @@ pub fn known_genotype(name: &str) -> Option<Genotype> {
     let official = all_published()
         .iter()
         .find(|p| p.name == name || p.aliases.iter().any(|a| a == name))?;
-    two_cell()
-        .find(|(n, _)| *n == official.name)
-        .map(|(_, g)| g.clone())
+    Some(official.cells.genotype.clone())
 }
 
 /// The official name of `genotype` if its cells equal a known genotype's, else `None`.
@@ -207,7 +223,7 @@ pub fn known_genotype(name: &str) -> Option<Genotype> {
 pub fn recognize(genotype: &Genotype) -> Option<&'static str> {
     let normal = normalized(&genotype.normal, false);
     let reduction = normalized(&genotype.reduction, true);
-    two_cell().find_map(|(name, known)| {
+    genotypes().find_map(|(name, known)| {
         let same = normalized(&known.normal, false) == normal
             && normalized(&known.reduction, true) == reduction;
         same.then_some(name)
@@ -288,7 +304,8 @@ mod tests {
                 "amoeba_net_b",
                 "amoeba_net_c",
                 "amoeba_net_d",
-                "nasnet_a"
+                "nasnet_a",
+                "pnasnet_5"
             ]
         );
         for (alias, official) in [
@@ -300,20 +317,16 @@ mod tests {
             assert_eq!(known_genotype(alias), known_genotype(official));
             assert!(known_genotype(alias).is_some());
         }
-        // PNASNet-5 is one cell type: data, not a two-cell `Genotype`.
-        assert_eq!(known_genotype("pnasnet_5"), None);
-        let pnas = all_published()
-            .iter()
-            .find(|p| p.name == "pnasnet_5")
-            .unwrap();
-        match &pnas.cells {
-            PublishedCells::One(cell) => {
-                assert_eq!(cell.hiddenstate_indices, [1, 1, 0, 0, 0, 0, 4, 0, 1, 0]);
-                assert_eq!(cell.concat_states(), [2, 3, 4, 5, 6]);
-                assert_eq!(cell.operations[9], Operation::Identity);
-            }
-            PublishedCells::Two(_) => panic!("pnasnet_5 has one cell type"),
-        }
+        // PNASNet-5 is one cell type: its genotype holds the cell twice.
+        let pnas = known_genotype("pnasnet_5").unwrap();
+        assert_eq!(is_one_cell_type("pnasnet_5"), Some(true));
+        assert_eq!(is_one_cell_type("nasnet_a"), Some(false));
+        assert_eq!(pnas.normal, pnas.reduction);
+        let cell = &pnas.normal;
+        assert_eq!(cell.hiddenstate_indices, [1, 1, 0, 0, 0, 0, 4, 0, 1, 0]);
+        assert_eq!(cell.concat_states(), [2, 3, 4, 5, 6]);
+        assert_eq!(cell.operations[9], Operation::Identity);
+        assert_eq!(recognize(&pnas), Some("pnasnet_5"));
         assert_eq!(known_genotype("no_such_net"), None);
     }
 

@@ -22,6 +22,6 @@ pub mod variables;
 
 pub use error::GenotypeError;
 pub use extract::{extract, from_variables, Assumptions, Extraction};
-pub use known::{known_genotype, known_names, recognize};
+pub use known::{is_one_cell_type, known_genotype, known_names, recognize};
 pub use spec::*;
 pub use validate::limits;

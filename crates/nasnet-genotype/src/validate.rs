@@ -313,7 +313,8 @@ fn check_genotype_name(name: Option<&str>) -> Result<(), GenotypeError> {
     Ok(())
 }
 
-/// Every scope is `cell_stem_K`, `cell_K` or `reduction_cell_K` of its kind, and unique.
+/// Every scope is `cell_stem_K`, `cell_K` or `reduction_cell_K` of its kind, and unique. A
+/// reduction cell may also be a `cell_K` (PNASNet numbers its stride-2 cells with the rest).
 fn check_scopes(cells: &[CellLayout]) -> Result<(), GenotypeError> {
     let mut seen = HashSet::new();
     for (k, cell) in cells.iter().enumerate() {
@@ -322,7 +323,9 @@ fn check_scopes(cells: &[CellLayout]) -> Result<(), GenotypeError> {
             .then(|| parse_cell_scope(scope))
             .flatten()
             .map(|(kind, _)| kind);
-        if kind != Some(cell.kind) {
+        let fits = kind == Some(cell.kind)
+            || (kind == Some(CellKind::Normal) && cell.kind == CellKind::Reduction);
+        if !fits {
             return Err(invalid(
                 format!("cells[{k}].scope"),
                 format!(
@@ -974,14 +977,23 @@ mod tests {
             s.cells.resize(300, last);
         });
         assert_names(&msg, &["cells", "300 cells", "256 (the cap)"]);
-        let msg = refusal(|s| s.cells[3].scope = "cell_9".into());
+        let msg = refusal(|s| s.cells[3].scope = "cell_stem_9".into());
         assert_names(
             &msg,
             &[
                 "cells[3].scope",
-                "\"cell_9\" is not the scope of a Reduction cell",
+                "\"cell_stem_9\" is not the scope of a Reduction cell",
             ],
         );
+        let msg = refusal(|s| s.cells[2].scope = "reduction_cell_9".into());
+        assert_names(
+            &msg,
+            &["cells[2].scope", "is not the scope of a Normal cell"],
+        );
+        // PNASNet numbers its stride-2 cells with the rest: a reduction cell may be `cell_K`.
+        let mut pnas_style = tiny();
+        pnas_style.cells[3].scope = "cell_9".into();
+        pnas_style.validate().unwrap();
         let msg = refusal(|s| s.cells[4].scope = "cell_0".into());
         assert_names(&msg, &["cells[4].scope", "appears twice"]);
         let msg = refusal(|s| s.cells[5].scope = format!("cell_{}", "9".repeat(100)));

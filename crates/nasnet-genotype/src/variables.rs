@@ -126,24 +126,35 @@ impl VariableFacts {
     }
 
     /// Cells in network order as the names imply: stem cells, then normal cells with each
-    /// `reduction_cell_k` inserted before the k-th normal cell whose width grows.
-    pub fn order(&self) -> Result<Vec<&CellVars>, GenotypeError> {
+    /// `reduction_cell_k` inserted before the k-th normal cell whose width grows. With no
+    /// `reduction_cell_K` scope at all (PNASNet: one cell type, numbered together), a `cell_K`
+    /// whose width grows is itself the stride-2 cell, and is returned with kind `Reduction`.
+    pub fn order(&self) -> Result<Vec<CellVars>, GenotypeError> {
         let of = |kind| self.cells.iter().filter(move |c| c.kind == kind);
-        let mut order: Vec<&CellVars> = of(CellKind::Stem).collect();
+        let strided_normal_cells = of(CellKind::Reduction).next().is_none();
+        let mut order: Vec<CellVars> = of(CellKind::Stem).cloned().collect();
         let mut reductions = of(CellKind::Reduction);
         let mut last_width = None;
         for cell in of(CellKind::Normal) {
-            if last_width.is_some_and(|w| cell.filters > w) {
+            let grows = last_width.is_some_and(|w| cell.filters > w);
+            last_width = Some(cell.filters);
+            if grows && strided_normal_cells {
+                order.push(CellVars {
+                    kind: CellKind::Reduction,
+                    ..cell.clone()
+                });
+                continue;
+            }
+            if grows {
                 let r = reductions.next().ok_or_else(|| {
                     GenotypeError::vars(
                         &cell.scope,
                         "width grows but no reduction cell is left to put before it",
                     )
                 })?;
-                order.push(r);
+                order.push(r.clone());
             }
-            last_width = Some(cell.filters);
-            order.push(cell);
+            order.push(cell.clone());
         }
         if let Some(r) = reductions.next() {
             return Err(GenotypeError::vars(
