@@ -4,7 +4,7 @@
     fixtures.py check --root REPO --conformance MODULE_DIR
     fixtures.py golden --module DIR_OR_TGZ --images FILE... -o OUT [--noise]
     fixtures.py synth-full -o DIR [--no-noise] [--spec-tsv TSV]
-        [--family amoebanet|nasnet_mobile|nasnet_large]
+        [--family amoebanet|nasnet_mobile|nasnet_large|pnasnet_large]
 
 All numbers in the goldens come from TensorFlow; the Rust side only runs this.
 """
@@ -66,6 +66,11 @@ FIXTURES = [
      "photo": "astronaut.png", "seed": 6016, "tar_gz": False,
      # Only the photo: with the noise image its golden would be about 9.5 MB.
      "noise": False},
+    # PNASNet-5 as TF-slim builds it (pnasnet.py large config): one cell type,
+    # stride 2 at cells 2 and 4 and in the stem, stem x3, no reduction_cell_K.
+    {"name": "pnasnet_5_large_n6_f16", "family": "pnasnet_large", "genotype": "pnasnet_5",
+     "num_cells": 6, "filters": 16, "image_size": 331, "num_classes": 1001,
+     "photo": "coffee.png", "seed": 6216, "tar_gz": False, "noise": False},
 ]
 
 # Fixtures whose generated module is compared with an official export
@@ -96,6 +101,12 @@ FULL_FAMILIES = {
                      "genotype": "nasnet_a", "num_cells": 18, "filters": 168,
                      "image_size": 331, "num_classes": 1001, "photo": "astronaut.png",
                      "seed": 18168, "size": "about 360 MB"},
+    # google/imagenet/pnasnet_large: 331 px, 12 cells, F=216, stem 96, one
+    # cell type (stride 2 at cells 4 and 8).
+    "pnasnet_large": {"name": "pnasnet_5_large_n12_f216", "family": "pnasnet_large",
+                      "genotype": "pnasnet_5", "num_cells": 12, "filters": 216,
+                      "image_size": 331, "num_classes": 1001, "photo": "astronaut.png",
+                      "seed": 12216, "size": "about 350 MB"},
 }
 
 
@@ -208,7 +219,7 @@ def write_manifest(root_out):
             e["module_tar_gz"] = f"modules/{fx['name']}.tar.gz"
         e["golden"] = f"goldens/{fx['name']}.golden.safetensors"
         e["reduction_indices"] = nasnet_graph.reduction_indices(fx["num_cells"])
-        e["cells"] = nasnet_graph.cell_scopes(fx["num_cells"])
+        e["cells"] = nasnet_graph.cell_scopes(fx["num_cells"], fx.get("family", "amoebanet"))
         if "family" in fx:
             e.update(family_facts(fx))
             e.update(module_counts(os.path.join(root_out, e["module"]),
@@ -444,6 +455,8 @@ def main():
     p = sub.add_parser("fixtures")
     p.add_argument("--root", required=True)
     p.add_argument("--out", help="output folder (default: ROOT/fixtures)")
+    p.add_argument("--only", metavar="NAME", choices=[fx["name"] for fx in FIXTURES],
+                   help="regenerate this fixture (module and golden) and the manifest only")
     p = sub.add_parser("check")
     p.add_argument("--root", required=True)
     p.add_argument("--conformance", required=True)
@@ -461,6 +474,12 @@ def main():
     a = ap.parse_args()
     if a.cmd == "fixtures":
         out = a.out or os.path.join(a.root, "fixtures")
+        if a.only:
+            fx = next(f for f in FIXTURES if f["name"] == a.only)
+            build_fixture(fx, os.path.join(out, "modules"), os.path.join(out, "goldens"))
+            write_manifest(out)
+            log(f"fixture {a.only} and the manifest written to {out}")
+            return 0
         for d in ("modules", "goldens", "preprocess"):
             shutil.rmtree(os.path.join(out, d), ignore_errors=True)
         generate_all(out)

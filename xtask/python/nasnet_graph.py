@@ -44,26 +44,38 @@ NUM_REDUCTION_LAYERS = 2
 #                   tf.compat.v1 (the NASNet-A conformance export);
 #   input_scope     scope of the images placeholder and the [0,1] -> [-1,1]
 #                   scaling ("hub_input"), or "" for TF-slim's export (top-level
-#                   `images`, `mul`, `sub`).
+#                   `images`, `mul`, `sub`);
+#   reduction_cells "separate": reduction cells `reduction_cell_K` inserted
+#                   before the normal cells at the reduction positions (the
+#                   stem cells are reduction cells); "strided_normal" (PNASNet):
+#                   one cell type, numbered `cell_0..cell_{N-1}`, run with
+#                   stride 2 at the reduction positions and as the stem cells.
 FAMILIES = {
     "amoebanet": {
         "stem_scope": "stem", "stem_multiplier": 1.0, "skip_reduction_layer_input": 0,
         "bn_epsilon": BN_EPSILON, "bn_decay": BN_DECAY, "weight_decay": WEIGHT_DECAY,
         "drop_path": "v1", "drop_path_keep_prob": DROP_PATH_KEEP_PROB,
-        "graph_style": "tf1", "input_scope": "hub_input"},
+        "graph_style": "tf1", "input_scope": "hub_input", "reduction_cells": "separate"},
     # tensorflow/models research/slim/nets/nasnet/nasnet.py mobile_imagenet_config()
     # and nasnet_mobile_arg_scope().
     "nasnet_a_mobile": {
         "stem_scope": "", "stem_multiplier": 1.0, "skip_reduction_layer_input": 0,
         "bn_epsilon": 1e-3, "bn_decay": 0.9997, "weight_decay": 4e-5,
         "drop_path": "v3", "drop_path_keep_prob": 1.0, "total_training_steps": 250000,
-        "graph_style": "tf2", "input_scope": ""},
+        "graph_style": "tf2", "input_scope": "", "reduction_cells": "separate"},
     # large_imagenet_config() and nasnet_large_arg_scope().
     "nasnet_a_large": {
         "stem_scope": "", "stem_multiplier": 3.0, "skip_reduction_layer_input": 1,
         "bn_epsilon": 1e-3, "bn_decay": 0.9997, "weight_decay": 5e-5,
         "drop_path": "v3", "drop_path_keep_prob": 0.7, "total_training_steps": 250000,
-        "graph_style": "tf2", "input_scope": ""},
+        "graph_style": "tf2", "input_scope": "", "reduction_cells": "separate"},
+    # pnasnet.py large_imagenet_config() and pnasnet_large_arg_scope() (which
+    # passes its own weight_decay default, 4e-5, to nasnet_large_arg_scope).
+    "pnasnet_large": {
+        "stem_scope": "", "stem_multiplier": 3.0, "skip_reduction_layer_input": 1,
+        "bn_epsilon": 1e-3, "bn_decay": 0.9997, "weight_decay": 4e-5,
+        "drop_path": "v3", "drop_path_keep_prob": 0.6, "total_training_steps": 250000,
+        "graph_style": "tf2", "input_scope": "", "reduction_cells": "strided_normal"},
 }
 
 
@@ -77,9 +89,11 @@ def reduction_indices(num_cells, num_reduction_layers=NUM_REDUCTION_LAYERS):
             for k in range(1, num_reduction_layers + 1)]
 
 
-def cell_scopes(num_cells):
+def cell_scopes(num_cells, family="amoebanet"):
     """All cell scopes in graph order: stem cells, then normal/reduction cells."""
     scopes = [f"cell_stem_{i}" for i in range(NUM_STEM_CELLS)]
+    if FAMILIES[family]["reduction_cells"] == "strided_normal":
+        return scopes + [f"cell_{n}" for n in range(num_cells)]
     red = reduction_indices(num_cells)
     for n in range(num_cells):
         if n in red:
@@ -466,8 +480,10 @@ def build_network(images, genotype, num_cells, num_filters, num_classes, is_trai
         # holds no global step).
         b.current_step = tf.constant(fam["total_training_steps"], dtype=tf.int64,
                                      name="drop_path_final_step")
-    # 2 stem cells + 2 reduction cells + the normal cells (TF-slim's count).
-    b.total_num_cells = num_cells + 2 + NUM_STEM_CELLS
+    strided_normal = fam["reduction_cells"] == "strided_normal"
+    # TF-slim's count for drop path: the stem cells, the reduction cells (NASNet:
+    # 2 more; PNASNet's are among the num_cells) and the normal cells.
+    b.total_num_cells = num_cells + NUM_STEM_CELLS + (0 if strided_normal else 2)
     if fam["stem_scope"]:
         with v1.variable_scope(fam["stem_scope"]):
             net = _stem(b, images, stem_filters(family))
@@ -485,6 +501,18 @@ def build_network(images, genotype, num_cells, num_filters, num_classes, is_trai
         scaling *= 2
         true_cell_num += 1
     red = reduction_indices(num_cells)
+    if strided_normal:
+        # _build_pnasnet_base: the one cell type (stem cells above are the same
+        # cell, genotype["reduction"] == genotype["normal"]), stride 2 and doubled
+        # width at the reduction positions, prev_layer always outputs[-2].
+        for n in range(num_cells):
+            stride = 2 if n in red else 1
+            if n in red:
+                scaling *= 2
+            net = normal(net, f"cell_{n}", scaling, stride, outputs[-2], true_cell_num)
+            outputs.append(net)
+            true_cell_num += 1
+        return _final_layer(b, net, num_classes)
     skip = fam["skip_reduction_layer_input"]
     for n in range(num_cells):
         # skip_reduction_layer_input: prev is picked before a reduction cell
@@ -502,7 +530,11 @@ def build_network(images, genotype, num_cells, num_filters, num_classes, is_trai
         net = normal(net, f"cell_{n}", scaling, 1, prev, true_cell_num)
         outputs.append(net)
         true_cell_num += 1
+    return _final_layer(b, net, num_classes)
 
+
+def _final_layer(b, net, num_classes):
+    """ReLU, global average pool, dropout and the FC: (global_pool, logits or None)."""
     with v1.variable_scope("final_layer"):
         net = tf.nn.relu(net)
         global_pool = tf.reduce_mean(net, [1, 2])

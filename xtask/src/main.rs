@@ -1,6 +1,6 @@
 //! Project automation. `cargo xtask <command>`:
 //!
-//! * `fixtures [--check]`: exports the small TF1 Hub fixture modules with real
+//! * `fixtures [--check] [--only NAME]`: exports the small TF1 Hub fixture modules with real
 //!   TensorFlow and their golden outputs into `fixtures/`, or (`--check`)
 //!   regenerates them in a temporary folder and compares their structure with
 //!   the committed ones and with the official conformance modules (AmoebaNet-A
@@ -9,8 +9,9 @@
 //! * `synth-full -o DIR [--family F]`: a full-size module with random weights
 //!   and its golden (every cell's output), for benchmarks: AmoebaNet-A N18/F448
 //!   (about 1.9 GB, the default), or with the hparams of the real
-//!   `nasnet_mobile` (224 px, 12 cells, F=44) or `nasnet_large` (331 px,
-//!   18 cells, F=168, stem 96, skip_reduction_layer_input=1) module.
+//!   `nasnet_mobile` (224 px, 12 cells, F=44), `nasnet_large` (331 px,
+//!   18 cells, F=168, stem 96, skip_reduction_layer_input=1) or `pnasnet_large`
+//!   (331 px, 12 cells, F=216, stem 96, one cell type) module.
 //! * `bench [--module DIR] [--repeats R] [--rounds N] [--skip-tf]`: the Rust forward pass
 //!   and conversion timed against TensorFlow on the same module (see bench.rs).
 //! * `check-convert`: every fixture module converted by `amoeba convert` and
@@ -54,6 +55,10 @@ enum Cmd {
         /// Write to this folder instead of fixtures/ (not with --check).
         #[arg(long, conflicts_with = "check")]
         out: Option<PathBuf>,
+        /// Regenerate only this fixture (its module and golden) and the manifest,
+        /// leaving every other committed fixture as it is (not with --check).
+        #[arg(long, conflicts_with = "check")]
+        only: Option<String>,
         /// AmoebaNet-A conformance module to compare with in --check
         /// (default: ../shared/conformance/amoebanet_a_n6_f16 beside the repo);
         /// the NASNet-A one, nasnet_a_mobile_n6_f8, is looked for beside it.
@@ -75,10 +80,12 @@ enum Cmd {
         noise: bool,
     },
     /// Full-size module with random weights, and its golden: AmoebaNet-A (N=18,
-    /// F=448) by default, or NASNet-A with the real mobile or large module's hparams.
+    /// F=448) by default, or NASNet-A (mobile, large) or PNASNet-5 (large) with the
+    /// real module's hparams.
     SynthFull {
         /// Output folder (gets the module folder, e.g. amoebanet_a_n18_f448/,
-        /// nasnet_a_mobile_n12_f44/ or nasnet_a_large_n18_f168/, and its golden).
+        /// nasnet_a_mobile_n12_f44/, nasnet_a_large_n18_f168/ or
+        /// pnasnet_5_large_n12_f216/, and its golden).
         #[arg(short, long)]
         out: PathBuf,
         /// Only the photo in the golden, no noise image.
@@ -86,9 +93,10 @@ enum Cmd {
         no_noise: bool,
         /// Whose hparams: amoebanet (AmoebaNet-A N18/F448, 331 px), nasnet_mobile
         /// (224 px, 12 cells, F=44, stem 32) or nasnet_large (331 px, 18 cells,
-        /// F=168, stem 96, skip_reduction_layer_input=1); 1001 classes each.
+        /// F=168, stem 96, skip_reduction_layer_input=1) or pnasnet_large (331 px,
+        /// 12 cells, F=216, stem 96, one cell type); 1001 classes each.
         #[arg(long, default_value = "amoebanet",
-              value_parser = ["amoebanet", "nasnet_mobile", "nasnet_large"])]
+              value_parser = ["amoebanet", "nasnet_mobile", "nasnet_large", "pnasnet_large"])]
         family: String,
     },
     /// Time the Rust forward pass and conversion against TensorFlow (full-size module).
@@ -142,8 +150,9 @@ fn main() -> Result<()> {
         Cmd::Fixtures {
             check,
             out,
+            only,
             conformance,
-        } => fixtures_script(&root, fixtures_args(&root, check, out, conformance)?),
+        } => fixtures_script(&root, fixtures_args(&root, check, out, only, conformance)?),
         Cmd::Golden {
             module,
             images,
@@ -162,6 +171,7 @@ fn fixtures_args(
     root: &Path,
     check: bool,
     out: Option<PathBuf>,
+    only: Option<String>,
     conformance: Option<PathBuf>,
 ) -> Result<Vec<String>> {
     let mut args: Vec<String> = Vec::new();
@@ -180,6 +190,9 @@ fn fixtures_args(
         args.extend(["fixtures".into(), "--root".into(), path_arg(root)]);
         if let Some(out) = out {
             args.extend(["--out".into(), path_arg(&absolute(&out)?)]);
+        }
+        if let Some(only) = only {
+            args.extend(["--only".into(), only]);
         }
     }
     Ok(args)
