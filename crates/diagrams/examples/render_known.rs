@@ -1,4 +1,6 @@
-//! Writes both cells of every known genotype as SVG: `cargo run -p diagrams --example render_known -- out-dir`.
+//! Writes both cells of every known genotype as SVG (`<name>_normal.svg`, `<name>_reduction.svg`;
+//! a one-cell-type genotype, PNASNet-5, as `<name>_cell.svg` once):
+//! `cargo run -p diagrams --example render_known -- out-dir`.
 
 use diagrams::{render_cell, Format};
 use nasnet_genotype::{known_genotype, known_names, CellKind};
@@ -12,6 +14,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     for name in known_names() {
         let g = known_genotype(name).ok_or("known")?;
+        if g.has_one_cell_type() {
+            std::fs::write(
+                out.join(format!("{name}_cell.svg")),
+                render_cell(&g, CellKind::Normal, Format::Svg),
+            )?;
+            continue;
+        }
         for (kind, k) in [
             (CellKind::Normal, "normal"),
             (CellKind::Reduction, "reduction"),

@@ -57,10 +57,16 @@ impl std::str::FromStr for Format {
     }
 }
 
-/// The three diagrams of a network: normal cell, reduction cell, overview (not capped: call
-/// [`check`] first on a spec read from a file).
+/// The three diagrams of a network: normal cell, reduction cell, overview; or, for a
+/// genotype with one cell type (PNASNet-5), that cell drawn once and the overview (not
+/// capped: call [`check`] first on a spec read from a file).
 pub fn diagrams(spec: &NetworkSpec) -> Vec<Diagram> {
     let name = spec.genotype.name.as_deref();
+    if spec.genotype.has_one_cell_type() {
+        let mut cell = cell_diagram(&spec.genotype.normal, CellKind::Normal, name);
+        cell.title = model::one_cell_title(name);
+        return vec![cell, overview_diagram(spec)];
+    }
     vec![
         cell_diagram(&spec.genotype.normal, CellKind::Normal, name),
         cell_diagram(&spec.genotype.reduction, CellKind::Reduction, name),
@@ -223,8 +229,19 @@ fn render_unchecked(spec: &NetworkSpec, format: Format) -> String {
 
 fn render_cell_unchecked(genotype: &Genotype, kind: CellKind, format: Format) -> String {
     let (cell, name) = (genotype.cell(kind), genotype.name.as_deref());
-    let d = cell_diagram(cell, kind, name);
+    let one_type = genotype.has_one_cell_type();
+    // The one cell of a one-cell-type genotype is drawn as it is written, without strides.
+    let kind = if one_type { CellKind::Normal } else { kind };
+    let mut d = cell_diagram(cell, kind, name);
+    if one_type {
+        d.title = model::one_cell_title(name);
+    }
     match format {
+        Format::Text if one_type => text::cell(cell, kind, name).replacen(
+            &escape::text_line(&model::cell_title(kind, name)),
+            &escape::text_line(&d.title),
+            1,
+        ),
         Format::Text => text::cell(cell, kind, name),
         Format::Json => serde_json::to_string_pretty(&d).unwrap_or_default(),
         Format::Dot => dot::render(std::slice::from_ref(&d)),

@@ -105,11 +105,24 @@ pub fn cell_title(kind: CellKind, name: Option<&str>) -> String {
     }
 }
 
-/// `amoeba_net_a` -> `AmoebaNet-A`, `nasnet_a` -> `NASNet-A`; others unchanged.
+/// Title of the one cell of a one-cell-type genotype (PNASNet-5), drawn once.
+pub fn one_cell_title(name: Option<&str>) -> String {
+    let base = "Cell (the one cell type; also run with stride 2 on h0, h1: the stem cells and \
+                each reduction)";
+    match name {
+        Some(n) => format!("{}: {base}", display_name(n)),
+        None => base.to_string(),
+    }
+}
+
+/// `amoeba_net_a` -> `AmoebaNet-A`, `nasnet_a` -> `NASNet-A`, `pnasnet_5` -> `PNASNet-5`;
+/// others unchanged.
 pub fn display_name(name: &str) -> String {
     let upper = |s: &str| s.to_uppercase();
     if let Some(v) = name.strip_prefix("amoeba_net_") {
         format!("AmoebaNet-{}", upper(v))
+    } else if let Some(v) = name.strip_prefix("pnasnet_") {
+        format!("PNASNet-{}", upper(v))
     } else if let Some(v) = name.strip_prefix("nasnet_") {
         format!("NASNet-{}", upper(v))
     } else {

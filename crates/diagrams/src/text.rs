@@ -2,7 +2,7 @@
 //! the spec pass through [`text_line`], so none can break a line or send terminal escapes.
 
 use crate::escape::text_line;
-use crate::model::{cell_title, display_name, shape};
+use crate::model::{cell_title, display_name, one_cell_title, shape};
 use nasnet_genotype::{CellKind, CellSpec, NetworkSpec};
 use std::fmt::Write;
 
@@ -44,19 +44,33 @@ pub fn network(spec: &NetworkSpec) -> String {
     let mut out = String::new();
     let title = name.map_or_else(|| "Unknown genotype".to_string(), display_name);
     let title = text_line(&title);
+    let one_type = spec.genotype.has_one_cell_type();
+    let (cells, reductions) = if one_type {
+        ("cells", "one cell type, stride 2 in the stem and at cells")
+    } else {
+        ("normal cells", "reduction cells before normal cells")
+    };
     let _ = writeln!(
         out,
-        "{title}: N={} normal cells, F={}, stem {} filters, image {}x{}",
+        "{title}: N={} {cells}, F={}, stem {} filters, image {}x{}",
         spec.num_cells, spec.filters, spec.stem_filters, spec.image_size[0], spec.image_size[1]
     );
     let _ = writeln!(
         out,
-        "reduction cells before normal cells {:?}; batch-norm epsilon {:e}\n",
+        "{reductions} {:?}; batch-norm epsilon {:e}\n",
         spec.reduction_indices, spec.batch_norm_epsilon
     );
-    out += &cell(&spec.genotype.normal, CellKind::Normal, name);
-    out.push('\n');
-    out += &cell(&spec.genotype.reduction, CellKind::Reduction, name);
+    if one_type {
+        out += &cell(&spec.genotype.normal, CellKind::Normal, name).replacen(
+            &text_line(&cell_title(CellKind::Normal, name)),
+            &text_line(&one_cell_title(name)),
+            1,
+        );
+    } else {
+        out += &cell(&spec.genotype.normal, CellKind::Normal, name);
+        out.push('\n');
+        out += &cell(&spec.genotype.reduction, CellKind::Reduction, name);
+    }
     out.push('\n');
     let _ = writeln!(
         out,

@@ -125,3 +125,31 @@ fn committed_pictures_are_current() {
         );
     }
 }
+
+/// PNASNet-5 has one cell type: drawn once, titled as run with stride 2 too, in every format.
+#[test]
+fn a_one_cell_type_genotype_is_drawn_once() {
+    let pnas = known_genotype("pnasnet_5").unwrap();
+    let mut spec = n18_f448();
+    spec.genotype = pnas.clone();
+    assert_eq!(diagrams::diagrams(&spec).len(), 2);
+    let text = render(&spec, Format::Text);
+    assert!(
+        text.contains("PNASNet-5: Cell (the one cell type; also run with stride 2"),
+        "{text}"
+    );
+    assert_eq!(text.matches("output = concat").count(), 1, "{text}");
+    assert!(!text.contains("Reduction cell"), "{text}");
+    let svg = render(&spec, Format::Svg);
+    assert!(svg.contains("also run with stride 2"));
+    for kind in [CellKind::Normal, CellKind::Reduction] {
+        let cell = render_cell(&pnas, kind, Format::Text);
+        assert!(cell.contains("the one cell type"), "{cell}");
+        assert!(
+            !cell.contains("/2("),
+            "drawn as written, without strides: {cell}"
+        );
+    }
+    // Two-cell genotypes keep both drawings.
+    assert_eq!(diagrams::diagrams(&n18_f448()).len(), 3);
+}

@@ -8,7 +8,8 @@ use crate::graph::{graph_facts, GraphBranch, GraphCell, GraphFacts, Source};
 use crate::known::{known_genotype, recognize};
 use crate::layout::{build_layout, default_reduction_indices, CellPlan};
 use crate::spec::{CellKind, CellLayout, CellSpec, Genotype, NetworkSpec, Operation, PrevAdjust};
-use crate::variables::{parse_cell_scope, VarOp, VariableFacts};
+use crate::validate::cell_numbering;
+use crate::variables::{VarOp, VariableFacts};
 use tf_proto::tensorflow::MetaGraphDef;
 
 /// The extracted network and every place where the sources disagreed or a default was assumed.
@@ -161,29 +162,9 @@ pub fn from_variables(
 }
 
 /// A note when the reduction cells (placed by widths) are not where the official
-/// `calc_reduction_layers` puts them. With `reduction_cell_K` scopes the positions count the
-/// normal cells before each; with strided `cell_K` cells (PNASNet) they are those cells' K.
+/// `calc_reduction_layers` puts them.
 fn unofficial_reductions(cells: &[CellLayout]) -> Option<String> {
-    let strided_normal = cells.iter().any(|c| {
-        c.kind == CellKind::Reduction
-            && parse_cell_scope(&c.scope).map(|s| s.0) == Some(CellKind::Normal)
-    });
-    let (indices, numbered) = if strided_normal {
-        let numbers: Vec<usize> = cells
-            .iter()
-            .filter(|c| c.kind == CellKind::Reduction)
-            .filter_map(|c| parse_cell_scope(&c.scope).map(|s| s.1))
-            .collect();
-        (
-            numbers,
-            cells.iter().filter(|c| c.kind != CellKind::Stem).count(),
-        )
-    } else {
-        (
-            crate::validate::reduction_positions(cells),
-            count(cells, CellKind::Normal),
-        )
-    };
+    let (numbered, indices) = cell_numbering(cells);
     let default = default_reduction_indices(numbered, indices.len());
     (default != indices).then(|| {
         format!("reduction cells at {indices:?} (from widths), not the official {default:?}")
@@ -629,11 +610,12 @@ fn assemble(
             format!("weights take {features} features, but the last cell outputs {num_features}"),
         ));
     }
+    let (num_cells, reduction_indices) = cell_numbering(&cells);
     let spec = NetworkSpec {
         genotype,
         filters,
-        num_cells: count(&cells, CellKind::Normal),
-        reduction_indices: crate::validate::reduction_positions(&cells),
+        num_cells,
+        reduction_indices,
         stem_filters,
         stem_scope: vars.stem_scope.clone(),
         num_stem_cells: count(&cells, CellKind::Stem),

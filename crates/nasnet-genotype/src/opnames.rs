@@ -176,6 +176,12 @@ impl Genotype {
             CellKind::Stem | CellKind::Reduction => &self.reduction,
         }
     }
+
+    /// Whether the normal and the reduction cell are one cell (PNASNet-5: one cell type, run
+    /// with stride 2 in the stem and at the reductions).
+    pub fn has_one_cell_type(&self) -> bool {
+        self.normal == self.reduction
+    }
 }
 
 impl NetworkSpec {

@@ -108,9 +108,13 @@ pub struct NetworkSpec {
     pub genotype: Genotype,
     /// F, `reduction_size`: the width of the first normal stack.
     pub filters: usize,
-    /// Normal cells in total (N per stack times stacks).
+    /// The official hparam `num_cells`: the `cell_K` cells. With separate reduction cells
+    /// (AmoebaNet, NASNet-A) the normal cells (N per stack times stacks); with one cell
+    /// type (PNASNet) every cell after the stem, the stride-2 ones included.
     pub num_cells: usize,
-    /// Normal-cell indices before which a reduction cell sits (e.g. [6, 12] for 18 cells).
+    /// Where the network reduces, as the official `calc_reduction_layers` gives it: the K of
+    /// the `cell_K` a `reduction_cell_k` sits before (e.g. [6, 12] for 18 cells), or of the
+    /// stride-2 `cell_K` itself (PNASNet: [4, 8] for 12 cells).
     pub reduction_indices: Vec<usize>,
     /// Output channels of the stem convolution (3x3, stride 2, VALID).
     pub stem_filters: usize,

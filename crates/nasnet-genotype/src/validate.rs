@@ -179,13 +179,13 @@ impl NetworkSpec {
             ));
         }
         check_derived("num_stem_cells", self.num_stem_cells, stems)?;
-        check_derived("num_cells", self.num_cells, count(CellKind::Normal))?;
-        let reductions = reduction_positions(cells);
+        let (numbered, reductions) = cell_numbering(cells);
+        check_derived("num_cells", self.num_cells, numbered)?;
         if self.reduction_indices != reductions {
             return Err(invalid(
                 "reduction_indices",
                 format!(
-                    "{:?}, but the cells have reduction cells before normal cells {reductions:?}",
+                    "{:?}, but the cells reduce at cells {reductions:?}",
                     self.reduction_indices
                 ),
             ));
@@ -345,18 +345,23 @@ fn check_scopes(cells: &[CellLayout]) -> Result<(), GenotypeError> {
     Ok(())
 }
 
-/// Normal cells before each reduction cell (`NetworkSpec::reduction_indices`).
-pub(crate) fn reduction_positions(cells: &[CellLayout]) -> Vec<usize> {
-    let mut normal = 0;
-    let mut out = Vec::new();
+/// The official hparams the cells imply (`NetworkSpec::num_cells`, `reduction_indices`):
+/// the number of `cell_K` cells, and for each reduction the K of the `cell_K` it sits before
+/// (a `reduction_cell_K`, NASNet and AmoebaNet) or is (a stride-2 `cell_K`, PNASNet). Both
+/// equal `num_cells` and `calc_reduction_layers` of the official code in either numbering.
+pub(crate) fn cell_numbering(cells: &[CellLayout]) -> (usize, Vec<usize>) {
+    let mut numbered = 0;
+    let mut reductions = Vec::new();
     for c in cells {
-        match c.kind {
-            CellKind::Normal => normal += 1,
-            CellKind::Reduction => out.push(normal),
-            CellKind::Stem => {}
+        let is_cell_k = parse_cell_scope(&c.scope).map(|s| s.0) == Some(CellKind::Normal);
+        if c.kind == CellKind::Reduction {
+            reductions.push(numbered);
+        }
+        if is_cell_k {
+            numbered += 1;
         }
     }
-    out
+    (numbered, reductions)
 }
 
 /// One cell checked against the outputs before it.
@@ -705,8 +710,8 @@ mod tests {
         NetworkSpec {
             genotype,
             filters: plan[2].filters,
-            num_cells: plan.iter().filter(|c| c.kind == CellKind::Normal).count(),
-            reduction_indices: reduction_positions(&cells),
+            num_cells: cell_numbering(&cells).0,
+            reduction_indices: cell_numbering(&cells).1,
             stem_filters: 8,
             stem_scope: "stem/conv0".to_string(),
             num_stem_cells: 2,
@@ -993,6 +998,7 @@ mod tests {
         // PNASNet numbers its stride-2 cells with the rest: a reduction cell may be `cell_K`.
         let mut pnas_style = tiny();
         pnas_style.cells[3].scope = "cell_9".into();
+        pnas_style.num_cells = 4;
         pnas_style.validate().unwrap();
         let msg = refusal(|s| s.cells[4].scope = "cell_0".into());
         assert_names(&msg, &["cells[4].scope", "appears twice"]);
@@ -1013,7 +1019,7 @@ mod tests {
             &msg,
             &[
                 "reduction_indices",
-                "[2], but the cells have reduction cells before normal cells [1]",
+                "[2], but the cells reduce at cells [1]",
             ],
         );
         let msg = refusal(|s| s.num_features = 5);

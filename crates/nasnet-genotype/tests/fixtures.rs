@@ -125,3 +125,38 @@ fn auxiliary_head_variables_are_ignored_and_said_once() {
         with_aux.notes
     );
 }
+
+/// PNASNet-5 from names alone (a converted file without a graph): its stride-2 cells are
+/// `cell_K` whose width grows, and the plan equals the one extracted with the graph.
+#[test]
+fn pnasnet_from_variables_alone_equals_the_graph_extraction() {
+    let name = "pnasnet_5_large_n6_f16";
+    let graph = inference_graph(&fixtures().join(format!("modules/{name}/saved_model.pb")));
+    let vars = listing(&fixtures().join(format!("tf-read/modules.{name}.variables.tsv")));
+    let with_graph = extract(&graph, &vars, None).unwrap().spec;
+    let assumptions = nasnet_genotype::Assumptions {
+        genotype: known_genotype("pnasnet_5").unwrap(),
+        image_size: [331, 331],
+        batch_norm_epsilon: 1e-3,
+        input_scale: 2.0,
+        input_offset: -1.0,
+    };
+    let names_only = nasnet_genotype::from_variables(&vars, &assumptions).unwrap();
+    assert!(
+        names_only.disagreements.is_empty(),
+        "{:?}",
+        names_only.disagreements
+    );
+    assert_eq!(names_only.spec, with_graph);
+    let strided: Vec<&str> = with_graph
+        .cells
+        .iter()
+        .filter(|c| c.stride == 2)
+        .map(|c| c.scope.as_str())
+        .collect();
+    assert_eq!(strided, ["cell_stem_0", "cell_stem_1", "cell_2", "cell_4"]);
+    assert_eq!(
+        (with_graph.num_cells, &with_graph.reduction_indices[..]),
+        (6, &[2, 4][..])
+    );
+}
