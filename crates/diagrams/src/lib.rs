@@ -147,7 +147,7 @@ fn check_name(name: &str, what: &str) -> Result<(), DrawError> {
             format!("{what} has {chars} characters"),
             MAX_DRAWN_NAME_CHARS,
             "MAX_DRAWN_NAME_CHARS",
-            "real names are like reduction_cell_1",
+            "real cell scopes have a few dozen characters at most",
         ));
     }
     Ok(())

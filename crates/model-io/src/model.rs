@@ -155,15 +155,17 @@ fn check_network_weights_are_float(
     module: &HubModule,
     spec: &NetworkSpec,
 ) -> Result<(), ModelError> {
-    let stem_bn = format!("{}_bn/", spec.stem_scope);
-    let stem = format!("{}/", spec.stem_scope);
-    let cells: Vec<String> = spec.cells.iter().map(|c| format!("{}/", c.scope)).collect();
-    let read_by_network = |name: &str| {
-        name.starts_with(&stem)
-            || name.starts_with(&stem_bn)
-            || name.starts_with(nasnet_forward::FINAL_LAYER_SCOPE)
-            || cells.iter().any(|c| name.starts_with(c.as_str()))
-    };
+    let c = nasnet_genotype::conventions();
+    let scopes: Vec<String> = [
+        spec.stem_scope.clone(),
+        c.stem_bn(&spec.stem_scope),
+        c.head.scope.clone(),
+    ]
+    .into_iter()
+    .chain(spec.cells.iter().map(|cell| cell.scope.clone()))
+    .map(|scope| format!("{scope}/"))
+    .collect();
+    let read_by_network = |name: &str| scopes.iter().any(|s| name.starts_with(s.as_str()));
     let wrong = module
         .bundle()
         .entries()

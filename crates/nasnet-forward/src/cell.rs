@@ -5,6 +5,7 @@ use crate::layers::{ConvBn, Loader, Write};
 use crate::ops::{load_op, OpLayer, StateShape};
 use crate::{ForwardError, Tensor};
 use kernels::{Nhwc, NhwcMut};
+use nasnet_genotype::conventions::{conventions, join};
 use nasnet_genotype::{CellLayout, CellSpec, PrevAdjust};
 
 /// A cell's output: the states it concatenates, kept apart, in concat order (the stem's
@@ -90,9 +91,10 @@ impl CellLayer {
         let scope = &layout.scope;
         let br = layout.filters;
         let [ih, iw] = layout.input_hw;
+        let names = &conventions().cell;
         let begin = loader.conv_bn_parts(
-            &format!("{scope}/1x1/weights"),
-            &format!("{scope}/beginning_bn"),
+            &conventions().weights(&join(scope, &names.input_conv)),
+            &join(scope, &names.input_bn),
             layout.input_channels,
             Some(br),
             net_parts,
@@ -103,7 +105,7 @@ impl CellLayer {
         let mut ops = Vec::with_capacity(2 * combinations);
         for i in 0..combinations {
             let mut shapes = [[0; 3]; 2];
-            for (side, name) in ["left", "right"].iter().enumerate() {
+            for (side, shape_of_side) in shapes.iter_mut().enumerate() {
                 let j = 2 * i + side;
                 let (input_index, op) = spec
                     .hiddenstate_indices
@@ -116,15 +118,17 @@ impl CellLayer {
                     loader.unsupported(format!("{scope}: operation {j} reads state h{input_index}, which does not exist yet"))
                 })?;
                 let stride = if *input_index < 2 { layout.stride } else { 1 };
-                let op_scope = format!("{scope}/comb_iter_{i}/{name}");
+                let op_scope = conventions().branch(scope, j);
                 let (op, shape) = load_op(loader, &op_scope, *op, input, stride, br)?;
                 ops.push(op);
-                shapes[side] = shape;
+                *shape_of_side = shape;
             }
             if shapes[0] != shapes[1] {
                 return Err(loader.unsupported(format!(
-                    "{scope}/comb_iter_{i}: left gives {:?} but right gives {:?}; they cannot be added",
-                    shapes[0], shapes[1]
+                    "{scope}/{}: left gives {:?} but right gives {:?}; they cannot be added",
+                    conventions().combination(i),
+                    shapes[0],
+                    shapes[1]
                 )));
             }
             states.push(shapes[0]);
@@ -245,9 +249,10 @@ fn load_prev(
         PrevAdjust::UseInput => Ok((PrevLayer::UseInput, net_shape)),
         PrevAdjust::Unchanged => Ok((PrevLayer::Unchanged, prev_shape)),
         PrevAdjust::Prev1x1 => {
+            let c = conventions();
             let conv = loader.conv_bn_parts(
-                &format!("{scope}/prev_1x1/weights"),
-                &format!("{scope}/prev_bn"),
+                &c.weights(&join(scope, &c.cell.prev_conv)),
+                &join(scope, &c.cell.prev_bn),
                 pc,
                 Some(br),
                 parts,
@@ -279,12 +284,13 @@ fn load_factorized_reduction(
         )));
     }
     let half = out / 2;
-    let bn = format!("{scope}/final_path_bn");
+    let c = conventions();
+    let bn = join(scope, &c.cell.factorized_bn);
     let path = |n: usize, range| {
-        let weights = format!("{scope}/path{n}_conv/weights");
+        let weights = c.weights(&join(scope, &c.cell.factorized_paths[n]));
         loader.conv_bn_part(&weights, &bn, 1, 1, cin, half, 2 * half, range)
     };
-    Ok((path(1, 0..half)?, path(2, half..2 * half)?))
+    Ok((path(0, 0..half)?, path(1, half..2 * half)?))
 }
 
 /// The states to concatenate, with the adjustment each needs to match the last state.
@@ -299,7 +305,8 @@ fn concat_states(
     let mut concat = Vec::new();
     for j in (0..states.len()).filter(|&j| spec.used_hiddenstates.get(j) == Some(&0)) {
         let [h, w, c] = states[j];
-        let adjust_scope = format!("{scope}/cell_output/reduction_{j}");
+        let names = conventions();
+        let adjust_scope = names.output_reduction(scope, j);
         let adjust = if [h, w] != [last[0], last[1]] {
             if [h.div_ceil(2), w.div_ceil(2)] != [last[0], last[1]] {
                 return Err(loader.unsupported(format!(
@@ -311,8 +318,8 @@ fn concat_states(
             Some(ConcatAdjust::Reduce(p1, p2))
         } else if c != last[2] {
             let conv = loader.conv_bn(
-                &format!("{adjust_scope}/path_conv/weights"),
-                &format!("{adjust_scope}/path_bn"),
+                &names.weights(&join(&adjust_scope, &names.cell.output_reduction_conv)),
+                &join(&adjust_scope, &names.cell.output_reduction_bn),
                 1,
                 1,
                 c,

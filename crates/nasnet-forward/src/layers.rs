@@ -5,6 +5,7 @@
 
 use crate::{ForwardError, Tensor, WeightSource};
 use kernels::{Nhwc, NhwcMut, PackedWeights, Padding};
+use nasnet_genotype::conventions::conventions;
 use std::ops::Range;
 
 /// A convolution (HWIO weights) with the batch norm after it folded into weights and bias,
@@ -79,16 +80,12 @@ impl Loader<'_> {
         range: Range<usize>,
     ) -> Result<[Vec<f32>; 4], ForwardError> {
         let why = "every convolution is followed by a batch norm";
-        let read = |v: &str| -> Result<Vec<f32>, ForwardError> {
-            let (_, values) = self.tensor(&format!("{bn}/{v}"), &[Some(channels)], why)?;
+        let read = |name: &str| -> Result<Vec<f32>, ForwardError> {
+            let (_, values) = self.tensor(name, &[Some(channels)], why)?;
             Ok(values[range.clone()].to_vec())
         };
-        Ok([
-            read("gamma")?,
-            read("beta")?,
-            read("moving_mean")?,
-            read("moving_variance")?,
-        ])
+        let [gamma, beta, mean, variance] = conventions().bn_variables(bn);
+        Ok([read(&gamma)?, read(&beta)?, read(&mean)?, read(&variance)?])
     }
 
     /// Convolution `weights` [kh, kw, cin, cout?] followed by batch norm `bn`.

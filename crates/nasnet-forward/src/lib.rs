@@ -22,7 +22,7 @@ mod tensor;
 mod weights;
 
 pub use error::ForwardError;
-pub use network::{Network, Outputs, FINAL_LAYER_SCOPE};
+pub use network::{Network, Outputs};
 pub use tensor::{pooled_bytes, release_pooled_buffers, Tensor};
 pub use weights::WeightSource;
 

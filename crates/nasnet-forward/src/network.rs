@@ -4,6 +4,7 @@ use crate::cell::{CellLayer, CellOutput};
 use crate::layers::{ConvBn, Loader};
 use crate::{ForwardError, Tensor, WeightSource};
 use kernels::{PackedWeights, Padding};
+use nasnet_genotype::conventions::conventions;
 use nasnet_genotype::{CellKind, NetworkSpec};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -88,8 +89,8 @@ impl Network {
             eps: spec.batch_norm_epsilon,
         };
         let stem = loader.conv_bn(
-            &format!("{}/weights", spec.stem_scope),
-            &format!("{}_bn", spec.stem_scope),
+            &conventions().weights(&spec.stem_scope),
+            &conventions().stem_bn(&spec.stem_scope),
             3,
             3,
             3,
@@ -447,15 +448,11 @@ fn check_features(
     Ok(())
 }
 
-/// The scope of the classifier (`<scope>FC/weights`, `<scope>FC/biases`) in every family.
-pub const FINAL_LAYER_SCOPE: &str = "final_layer/";
-
 fn load_dense(loader: &Loader, features: usize, classes: usize) -> Result<Dense, ForwardError> {
-    let why = "a classification network ends in final_layer/FC";
-    let weights = format!("{FINAL_LAYER_SCOPE}FC/weights");
-    let biases = format!("{FINAL_LAYER_SCOPE}FC/biases");
-    let (_, w) = loader.tensor(&weights, &[Some(features), Some(classes)], why)?;
-    let (_, b) = loader.tensor(&biases, &[Some(classes)], why)?;
+    let head = &conventions().head;
+    let why = "a classification network ends in a fully connected layer";
+    let (_, w) = loader.tensor(&head.fc_weights, &[Some(features), Some(classes)], why)?;
+    let (_, b) = loader.tensor(&head.fc_biases, &[Some(classes)], why)?;
     Ok(Dense {
         w: PackedWeights::new(features, classes, &w),
         b,

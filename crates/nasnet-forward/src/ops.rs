@@ -8,6 +8,7 @@
 use crate::layers::{ConvBn, Loader, Write};
 use crate::{ForwardError, Tensor};
 use kernels::{Nhwc, NhwcMut};
+use nasnet_genotype::conventions::{conventions, join};
 use nasnet_genotype::Operation;
 
 /// Spatial size and channels of a state.
@@ -60,29 +61,18 @@ pub(crate) fn load_op(
 ) -> Result<(OpLayer, StateShape), ForwardError> {
     let [h, w, c] = input;
     let out_shape = [h.div_ceil(stride), w.div_ceil(stride), br];
+    let names = &conventions().operations;
+    let projection = conventions().weights(&join(scope, &names.projection_conv));
+    let projection_bn = join(scope, &names.projection_bn);
     let layer = match op {
         Operation::Identity if stride == 1 && c == br => return Ok((OpLayer::Identity, input)),
         Operation::Identity | Operation::Conv1x1 => OpLayer::Conv1x1 {
             stride,
-            conv: loader.conv_bn(
-                &format!("{scope}/1x1/weights"),
-                &format!("{scope}/bn_1"),
-                1,
-                1,
-                c,
-                Some(br),
-            )?,
+            conv: loader.conv_bn(&projection, &projection_bn, 1, 1, c, Some(br))?,
         },
         Operation::AvgPool { kernel } | Operation::MaxPool { kernel } => {
             let proj = if c != br {
-                Some(loader.conv_bn(
-                    &format!("{scope}/1x1/weights"),
-                    &format!("{scope}/bn_1"),
-                    1,
-                    1,
-                    c,
-                    Some(br),
-                )?)
+                Some(loader.conv_bn(&projection, &projection_bn, 1, 1, c, Some(br))?)
             } else {
                 None
             };
@@ -120,19 +110,23 @@ fn load_separable(
     br: usize,
     stride: usize,
 ) -> Result<OpLayer, ForwardError> {
+    let names = conventions();
     if repeats == 0 {
-        return Err(
-            loader.unsupported(format!("{scope}: separable_{k}x{k}_0 has no layers to run"))
-        );
+        return Err(loader.unsupported(format!(
+            "{scope}: {} has no layers to run",
+            names.separable(k, 0).0
+        )));
     }
     let mut layers = Vec::with_capacity(repeats);
     let mut cin = c;
     for n in 1..=repeats {
-        let sep = format!("{scope}/separable_{k}x{k}_{n}");
-        let dw = loader.depthwise(&format!("{sep}/depthwise_weights"), k, cin)?;
+        let (sep, bn) = names.separable(k, n);
+        let sep = join(scope, &sep);
+        let ops = &names.operations;
+        let dw = loader.depthwise(&join(&sep, &ops.depthwise_weights), k, cin)?;
         let pw = loader.conv_bn(
-            &format!("{sep}/pointwise_weights"),
-            &format!("{scope}/bn_sep_{k}x{k}_{n}"),
+            &join(&sep, &ops.pointwise_weights),
+            &join(scope, &bn),
             1,
             1,
             cin,
@@ -154,7 +148,8 @@ fn bottleneck_pre(
     c: usize,
     br: usize,
 ) -> Result<Option<ConvBn>, ForwardError> {
-    let weights = format!("{scope}/pre_1x1/weights");
+    let names = &conventions().operations;
+    let weights = conventions().weights(&join(scope, &names.bottleneck_in));
     let Some(shape) = loader.src.shape(&weights) else {
         return Ok(None);
     };
@@ -163,13 +158,14 @@ fn bottleneck_pre(
         return Err(ForwardError::Weights {
             source_name: loader.src.source_name(),
             problem: format!(
-                "variable {weights} has shape {shape:?}; a bottleneck's pre_1x1 is [1, 1, {c}, W] with 1 <= W <= {br} (the cell's width)"
+                "variable {weights} has shape {shape:?}; a bottleneck's {} is [1, 1, {c}, W] with 1 <= W <= {br} (the cell's width)",
+                names.bottleneck_in
             ),
         });
     }
     Ok(Some(loader.conv_bn(
         &weights,
-        &format!("{scope}/pre_bn"),
+        &join(scope, &names.bottleneck_in_bn),
         1,
         1,
         c,
@@ -185,10 +181,11 @@ fn bottleneck_post(
     br: usize,
 ) -> Result<Option<ConvBn>, ForwardError> {
     let Some(pre) = pre else { return Ok(None) };
-    let weights = format!("{scope}/post_1x1/weights");
+    let names = &conventions().operations;
+    let weights = conventions().weights(&join(scope, &names.bottleneck_out));
     Ok(Some(loader.conv_bn(
         &weights,
-        &format!("{scope}/post_bn"),
+        &join(scope, &names.bottleneck_out_bn),
         1,
         1,
         pre.cout,
@@ -207,17 +204,20 @@ fn load_factorized(
 ) -> Result<OpLayer, ForwardError> {
     let pre = bottleneck_pre(loader, scope, c, br)?;
     let mid = pre.as_ref().map_or(c, |p| p.cout);
+    let names = conventions();
+    let (row_scope, row_bn, column_scope) = names.factorized(k);
+    let conv_bn = join(scope, &names.operations.conv_bn);
     let row = loader.conv_bn(
-        &format!("{scope}/1x{k}/weights"),
-        &format!("{scope}/bn_1x{k}_{k}x1"),
+        &names.weights(&join(scope, &row_scope)),
+        &join(scope, &row_bn),
         1,
         k,
         mid,
         Some(mid),
     )?;
     let col = loader.conv_bn(
-        &format!("{scope}/{k}x1/weights"),
-        &format!("{scope}/bn"),
+        &names.weights(&join(scope, &column_scope)),
+        &conv_bn,
         k,
         1,
         mid,
@@ -245,9 +245,10 @@ fn load_bottleneck_conv(
     let pre = bottleneck_pre(loader, scope, c, br)?;
     let mid = pre.as_ref().map_or(c, |p| p.cout);
     let out = if pre.is_some() { mid } else { br };
+    let names = conventions();
     let conv = loader.conv_bn(
-        &format!("{scope}/{k}x{k}/weights"),
-        &format!("{scope}/bn"),
+        &names.weights(&join(scope, &names.conv(k, false))),
+        &join(scope, &names.operations.conv_bn),
         k,
         k,
         mid,

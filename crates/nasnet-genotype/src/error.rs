@@ -24,7 +24,7 @@ pub enum GenotypeError {
     #[error("{scope}: {message}")]
     Layout { scope: String, message: String },
     /// No image size from the caller, the attachment, the signature or the input placeholder.
-    #[error("image size unknown: no attachment, signature input shape or hub_input/images shape, and none given")]
+    #[error("image size unknown: no attachment, signature input shape or input placeholder shape, and none given")]
     NoImageSize,
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),

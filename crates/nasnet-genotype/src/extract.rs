@@ -3,6 +3,7 @@
 //! the disagreement is reported; where the result could not run (weights that do not fit the
 //! layout, or a description [`NetworkSpec::validate`] refuses) it is an error.
 
+use crate::conventions::conventions;
 use crate::error::GenotypeError;
 use crate::graph::{graph_facts, GraphBranch, GraphCell, GraphFacts, Source};
 use crate::known::{known_genotype, recognize};
@@ -22,16 +23,19 @@ pub struct Extraction {
     pub notes: Vec<String>,
 }
 
-/// The scope prefix of TF-slim's auxiliary head (`aux_<cell>/aux_logits/...`), built only for
-/// training; a module may carry its variables, which the inference network never reads.
-const AUX_HEAD_PREFIX: &str = "aux_";
-
-/// A note on the auxiliary-head variables among `variables`, if there are any.
+/// A note on the auxiliary-head variables among `variables`, if there are any: TF-slim's
+/// auxiliary head (`aux_<cell>/aux_logits/...`) is built only for training; a module may
+/// carry its variables, which the inference network never reads.
 fn aux_head_note(variables: &[(String, Vec<usize>)]) -> Option<String> {
+    let c = conventions();
+    let prefix = c.head.aux_head_prefix.as_str();
     let aux: Vec<&str> = variables
         .iter()
-        .map(|(name, _)| name.as_str())
-        .filter(|name| name.starts_with(AUX_HEAD_PREFIX))
+        .map(|(name, _)| {
+            name.strip_prefix(c.hub.consumer_prefix.as_str())
+                .unwrap_or(name)
+        })
+        .filter(|name| !prefix.is_empty() && name.starts_with(prefix))
         .collect();
     let first = aux.first()?;
     Some(format!(
@@ -172,7 +176,7 @@ fn unofficial_reductions(cells: &[CellLayout]) -> Option<String> {
 }
 
 fn branch_name(scope: &str, i: usize) -> String {
-    format!("{scope}/comb_iter_{}/{}", i / 2, ["left", "right"][i % 2])
+    conventions().branch(scope, i)
 }
 
 fn count(cells: &[CellLayout], kind: CellKind) -> usize {
@@ -261,7 +265,7 @@ fn cell_spec(cells: &[&GraphCell]) -> Result<CellSpec, GenotypeError> {
     let states = 2 + branches.len() / 2;
     if first.concat.windows(2).any(|w| w[0] >= w[1]) {
         return Err(GenotypeError::graph(
-            format!("{}/cell_output/concat", first.scope),
+            conventions().cell_output_concat(&first.scope),
             format!("concatenates h{:?}, not in index order", first.concat),
         ));
     }
@@ -521,8 +525,10 @@ fn check_layout_against_vars(
             return Err(GenotypeError::layout(
                 &layout.scope,
                 format!(
-                    "1x1/weights take {} channels, but the cell input has {}",
-                    v.net_channels, layout.input_channels
+                    "{} take {} channels, but the cell input has {}",
+                    conventions().weights(&conventions().cell.input_conv),
+                    v.net_channels,
+                    layout.input_channels
                 ),
             ));
         }
@@ -585,28 +591,24 @@ fn assemble(
     let first_normal = cells
         .iter()
         .find(|c| c.kind == CellKind::Normal)
-        .ok_or_else(|| GenotypeError::vars("cell_0", "no normal cell"))?;
+        .ok_or_else(|| GenotypeError::vars("(cells)", "no normal cell"))?;
     let filters = first_normal.filters;
-    let filter_scaling_rate = cells
-        .windows(2)
-        .find(|w| w[1].kind == CellKind::Reduction)
-        .map(|w| {
-            if w[0].filters > 0 && w[1].filters % w[0].filters == 0 {
-                w[1].filters / w[0].filters
-            } else {
-                0
-            }
-        })
-        .unwrap_or(2);
-    if filter_scaling_rate == 0 {
-        return Err(GenotypeError::layout(
-            "reduction_cell_0",
-            "width is not a whole multiple of the stack before it",
-        ));
-    }
+    let first_reduction = cells.windows(2).find(|w| w[1].kind == CellKind::Reduction);
+    let filter_scaling_rate = match first_reduction {
+        None => 2,
+        Some(w) if w[0].filters > 0 && w[1].filters % w[0].filters == 0 => {
+            w[1].filters / w[0].filters
+        }
+        Some(w) => {
+            return Err(GenotypeError::layout(
+                &w[1].scope,
+                "width is not a whole multiple of the stack before it",
+            ))
+        }
+    };
     if let Some((features, _)) = vars.fc.filter(|(f, _)| *f != num_features) {
         return Err(GenotypeError::layout(
-            "final_layer/FC",
+            &conventions().head.fc_weights,
             format!("weights take {features} features, but the last cell outputs {num_features}"),
         ));
     }

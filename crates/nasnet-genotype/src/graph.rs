@@ -4,6 +4,7 @@
 //! epsilon, the input scaling and the image size. Attributes stripped because they equal their
 //! OpDef default are filled in from `meta_info_def.stripped_op_list`.
 
+use crate::conventions::{conventions, join};
 use crate::error::GenotypeError;
 use crate::spec::{CellKind, Operation, PrevAdjust};
 use crate::validate::limits::{MAX_CELLS, MAX_OPERATIONS_PER_CELL};
@@ -91,21 +92,20 @@ impl<'a> Graph<'a> {
             .as_ref()
             .map(|g| g.node.as_slice())
             .unwrap_or_default();
+        let c = conventions();
+        let first_cells = [CellKind::Stem, CellKind::Normal]
+            .map(|kind| c.cell_output_concat(&c.cell_scope(kind, 0)));
         let prefix = nodes_list
             .iter()
             .find_map(|n| {
-                let at = n
-                    .name
-                    .find("cell_stem_0/cell_output/concat")
-                    .or_else(|| n.name.find("cell_0/cell_output/concat"))?;
+                let at = first_cells
+                    .iter()
+                    .find_map(|cell| n.name.find(cell.as_str()))?;
                 let prefix = &n.name[..at];
                 (prefix.is_empty() || prefix.ends_with('/')).then(|| prefix.to_string())
             })
             .ok_or_else(|| {
-                GenotypeError::graph(
-                    "cell_0/cell_output/concat",
-                    "not in the graph: no NASNet-space cells",
-                )
+                GenotypeError::graph(&first_cells[1], "not in the graph: no NASNet-space cells")
             })?;
         let nodes = nodes_list
             .iter()
@@ -249,17 +249,18 @@ fn scalar_f32(t: &TensorProto) -> Option<f32> {
 /// Reads all graph facts; `Err` names the first node or cell at fault.
 pub fn graph_facts(meta: &MetaGraphDef) -> Result<GraphFacts, GenotypeError> {
     let graph = Graph::new(meta)?;
+    let concat = conventions().cell_output_concat_suffix();
     let mut scopes: Vec<&str> = graph
         .nodes
         .keys()
-        .filter_map(|n| n.strip_suffix("/cell_output/concat"))
+        .filter_map(|n| n.strip_suffix(concat.as_str()))
         .filter(|s| !s.contains('/') && parse_cell_scope(s).is_some())
         .collect();
     scopes.sort();
     // Each cell is read with scans over the whole graph: cap the count before reading any.
     if scopes.len() > MAX_CELLS {
         return Err(GenotypeError::graph(
-            format!("{}/cell_output/concat", scopes[MAX_CELLS]),
+            conventions().cell_output_concat(scopes[MAX_CELLS]),
             format!(
                 "{} cells in the graph; a network has at most {MAX_CELLS} (the cap)",
                 scopes.len()
@@ -366,8 +367,14 @@ fn epsilon(graph: &Graph) -> Result<f32, GenotypeError> {
         .ok_or_else(|| GenotypeError::graph("FusedBatchNorm", "no batch-norm op in the graph"))
 }
 
-/// The stem convolution of each family (AmoebaNet's, then TF-slim's).
-const STEM_CONVS: [&str; 2] = ["stem/conv0/Conv2D", "conv0/Conv2D"];
+/// The stem convolution node of each family (AmoebaNet's, then TF-slim's).
+fn stem_convs() -> Vec<String> {
+    let c = conventions();
+    c.stem_scopes()
+        .into_iter()
+        .map(|scope| join(scope, &c.stem.conv_op))
+        .collect()
+}
 
 /// Longest chain of element-wise ops followed back from the stem convolution to the images.
 const MAX_SCALING_CHAIN: usize = 32;
@@ -389,7 +396,7 @@ enum ScalingStep {
 /// level in TF-slim's). `None` when the chain holds any other op or does not reach a
 /// placeholder within [`MAX_SCALING_CHAIN`] steps.
 fn input_scaling(graph: &Graph) -> Option<(f32, f32)> {
-    let conv = STEM_CONVS.iter().find_map(|n| graph.node(n))?;
+    let conv = stem_convs().iter().find_map(|n| graph.node(n))?;
     let mut current = graph.node(graph.inputs(conv).first()?)?;
     let mut steps = Vec::new();
     for _ in 0..MAX_SCALING_CHAIN {
@@ -467,7 +474,8 @@ fn compose_scaling(steps: &[ScalingStep]) -> Option<(f32, f32)> {
 }
 
 fn attachment_image_size(meta: &MetaGraphDef) -> Option<[usize; 2]> {
-    let list = match &meta.collection_def.get("hub_module_attachments")?.kind {
+    let hub = &conventions().hub;
+    let list = match &meta.collection_def.get(&hub.attachments_collection)?.kind {
         Some(collection_def::Kind::BytesList(l)) => l,
         _ => return None,
     };
@@ -477,7 +485,7 @@ fn attachment_image_size(meta: &MetaGraphDef) -> Option<[usize; 2]> {
         .iter()
         .rev()
         .filter_map(|b| ModuleAttachment::decode(b.as_slice()).ok())
-        .find(|a| a.key == "image_module_info")?;
+        .find(|a| a.key == hub.image_module_info)?;
     let size = ImageModuleInfo::decode(bytes.value.as_slice())
         .ok()?
         .default_image_size?;
@@ -489,6 +497,7 @@ fn attachment_image_size(meta: &MetaGraphDef) -> Option<[usize; 2]> {
 
 /// From the `default` signature's `images` input, else the `hub_input/images` placeholder.
 fn input_image_size(graph: &Graph) -> Option<[usize; 2]> {
+    let hub = &conventions().hub;
     let hw = |dims: Vec<i64>| -> Option<[usize; 2]> {
         match dims.as_slice() {
             [_, h, w, _] if *h > 0 && *w > 0 => Some([*h as usize, *w as usize]),
@@ -498,12 +507,12 @@ fn input_image_size(graph: &Graph) -> Option<[usize; 2]> {
     let from_signature = graph
         .meta
         .signature_def
-        .get("default")
-        .and_then(|s| s.inputs.get("images"))
+        .get(&hub.default_signature)
+        .and_then(|s| s.inputs.get(&hub.images_input))
         .and_then(|t| t.tensor_shape.as_ref())
         .and_then(|s| hw(s.dim.iter().map(|d| d.size).collect()));
     from_signature.or_else(|| {
-        let node = graph.node("hub_input/images")?;
+        let node = graph.node(&hub.input_placeholder)?;
         match &graph.attr(node, "shape")?.value {
             Some(Value::Shape(s)) => hw(s.dim.iter().map(|d| d.size).collect()),
             _ => None,
@@ -513,7 +522,11 @@ fn input_image_size(graph: &Graph) -> Option<[usize; 2]> {
 
 /// The stem conv: checks it is 3x3 / stride 2 / VALID (the layout assumes it) and returns its width.
 fn stem_filters(graph: &Graph) -> Result<Option<usize>, GenotypeError> {
-    let Some((name, node)) = STEM_CONVS.iter().find_map(|n| Some((*n, graph.node(n)?))) else {
+    let convs = stem_convs();
+    let Some((name, node)) = convs
+        .iter()
+        .find_map(|n| Some((n.as_str(), graph.node(n)?)))
+    else {
         return Ok(None);
     };
     let strides = graph.ints(node, "strides").unwrap_or_default();
@@ -600,10 +613,12 @@ impl<'g, 'a> CellReader<'g, 'a> {
     }
 
     fn source(&self, external: &str) -> Result<Source, GenotypeError> {
-        if let Some(scope) = external.strip_suffix("/cell_output/concat") {
+        let c = conventions();
+        if let Some(scope) = external.strip_suffix(c.cell_output_concat_suffix().as_str()) {
             return Ok(Source::Cell(scope.to_string()));
         }
-        if external.starts_with("stem/") || external.starts_with("conv0") {
+        // The stem's output is its batch norm, under the stem scope's name.
+        if c.stem_scopes().iter().any(|s| external.starts_with(s)) {
             return Ok(Source::Stem);
         }
         Err(self.err(
@@ -664,16 +679,19 @@ impl<'g, 'a> CellReader<'g, 'a> {
         let scope = self.scope.clone();
         let (named_kind, _) =
             parse_cell_scope(&scope).ok_or_else(|| self.err(&scope, "not a cell scope"))?;
-        let h0 = self.batch_norm("beginning_bn").ok_or_else(|| {
+        let names = &conventions().cell;
+        let h0 = self.batch_norm(&names.input_bn).ok_or_else(|| {
             self.err(
-                &format!("{scope}/beginning_bn"),
+                &join(&scope, &names.input_bn),
                 "no FusedBatchNorm: cannot find h0",
             )
         })?;
         self.states.insert(h0.to_string(), 0);
         let net = self.source(&self.trace_external(h0)?)?;
-        let (prev_adjust, h1) = match (self.batch_norm("final_path_bn"), self.batch_norm("prev_bn"))
-        {
+        let (prev_adjust, h1) = match (
+            self.batch_norm(&names.factorized_bn),
+            self.batch_norm(&names.prev_bn),
+        ) {
             (Some(bn), _) => (Some(PrevAdjust::FactorizedReduction), Some(bn)),
             (None, Some(bn)) => (Some(PrevAdjust::Prev1x1), Some(bn)),
             (None, None) => (None, None),
@@ -719,18 +737,17 @@ impl<'g, 'a> CellReader<'g, 'a> {
 
     /// The `comb_iter_i/combine` add nodes, in order.
     fn combines(&self) -> Result<Vec<String>, GenotypeError> {
+        let c = conventions();
+        let combine = |i: usize| join(&c.combination(i), &c.cell.combine);
         let mut out = Vec::new();
         // One more than the cap, to tell "at the cap" from "over it".
         for i in 0..=MAX_OPERATIONS_PER_CELL / 2 {
             if i == MAX_OPERATIONS_PER_CELL / 2 {
-                if self
-                    .nodes_under(&format!("comb_iter_{i}/combine"))
-                    .is_empty()
-                {
+                if self.nodes_under(&combine(i)).is_empty() {
                     break;
                 }
                 return Err(self.err(
-                    &format!("{}/comb_iter_{i}/combine", self.scope),
+                    &join(&self.scope, &combine(i)),
                     format!(
                         "a cell has at most {} combinations (the cap)",
                         MAX_OPERATIONS_PER_CELL / 2
@@ -738,23 +755,18 @@ impl<'g, 'a> CellReader<'g, 'a> {
                 ));
             }
             let adds: Vec<_> = self
-                .nodes_under(&format!("comb_iter_{i}/combine"))
+                .nodes_under(&combine(i))
                 .into_iter()
                 .filter(|(_, n)| matches!(n.op.as_str(), "Add" | "AddV2"))
                 .collect();
             match adds.as_slice() {
                 [] => break,
                 [(name, _)] => out.push(name.to_string()),
-                _ => {
-                    return Err(self.err(
-                        &format!("{}/comb_iter_{i}/combine", self.scope),
-                        "more than one add",
-                    ))
-                }
+                _ => return Err(self.err(&join(&self.scope, &combine(i)), "more than one add")),
             }
         }
         if out.is_empty() {
-            return Err(self.err(&self.scope, "no comb_iter_0/combine add"));
+            return Err(self.err(&self.scope, format!("no {} add", combine(0))));
         }
         Ok(out)
     }
@@ -769,7 +781,9 @@ impl<'g, 'a> CellReader<'g, 'a> {
         if inputs.len() != 2 {
             return Err(self.err(add, format!("add with {} inputs", inputs.len())));
         }
-        let sides = ["left", "right"].map(|s| format!("{}/comb_iter_{i}/{s}/", self.scope));
+        let c = conventions();
+        let side_scope = |side: usize| join(&c.combination(i), &c.cell.sides[side]);
+        let sides = [0, 1].map(|side| format!("{}/", join(&self.scope, &side_scope(side))));
         // An add input inside `left/` or `right/` is that branch's output; a state is an identity.
         let mut slots: [Option<&str>; 2] = [None, None];
         for input in &inputs {
@@ -779,8 +793,7 @@ impl<'g, 'a> CellReader<'g, 'a> {
         }
         let mut out = Vec::with_capacity(2);
         for side in 0..2 {
-            let branch_nodes =
-                self.nodes_under(&format!("comb_iter_{i}/{}", ["left", "right"][side]));
+            let branch_nodes = self.nodes_under(&side_scope(side));
             let branch = if branch_nodes
                 .iter()
                 .any(|(_, n)| !VARIABLE_OPS.contains(&n.op.as_str()) || n.op == "Identity")
@@ -851,7 +864,8 @@ impl<'g, 'a> CellReader<'g, 'a> {
 
     /// States of `cell_output/concat`, in order, looking through any `cell_output/reduction_k`.
     fn concat(&mut self) -> Result<(Vec<usize>, Option<[usize; 3]>), GenotypeError> {
-        let name = format!("{}/cell_output/concat", self.scope);
+        let c = conventions();
+        let name = c.cell_output_concat(&self.scope);
         let node = self
             .graph
             .node(&name)
@@ -864,7 +878,7 @@ impl<'g, 'a> CellReader<'g, 'a> {
             let mut current = input.clone();
             // A factorized reduction inside cell_output: walk back to the state it reduces.
             // The graph is untrusted and may loop: each step visits a new node or fails.
-            let inside = format!("{}/cell_output/", self.scope);
+            let inside = format!("{}/", join(&self.scope, &c.cell.output));
             let mut visited = std::collections::HashSet::new();
             while current.starts_with(&inside) {
                 if !visited.insert(current.clone()) {

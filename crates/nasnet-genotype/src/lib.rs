@@ -10,6 +10,7 @@
 //! MetaGraphDef and the variable names/shapes), drawing (crate `diagrams`) or arithmetic
 //! (crates `kernels`, `nasnet-forward`).
 
+pub mod conventions;
 mod error;
 mod extract;
 pub mod graph;
@@ -20,6 +21,7 @@ mod spec;
 mod validate;
 pub mod variables;
 
+pub use conventions::{conventions, Conventions, Family, ReductionCells};
 pub use error::GenotypeError;
 pub use extract::{extract, from_variables, Assumptions, Extraction};
 pub use known::{is_one_cell_type, known_genotype, known_names, recognize};

@@ -95,11 +95,13 @@ pub struct CellLayout {
     pub output_channels: usize,
 }
 
-/// The stem convolution scopes of the known families, the first the default.
-pub const STEM_SCOPES: [&str; 2] = ["stem/conv0", "conv0"];
-
+/// Files written before `stem_scope` existed are AmoebaNet's: the first family's stem scope.
 fn default_stem_scope() -> String {
-    STEM_SCOPES[0].to_string()
+    crate::conventions::conventions()
+        .families
+        .first()
+        .map(|f| f.stem_scope.clone())
+        .unwrap_or_default()
 }
 
 /// The whole network: genotype plus everything around it.
@@ -118,9 +120,10 @@ pub struct NetworkSpec {
     pub reduction_indices: Vec<usize>,
     /// Output channels of the stem convolution (3x3, stride 2, VALID).
     pub stem_filters: usize,
-    /// The stem convolution's variable scope: `stem/conv0` (AmoebaNet, tensorflow/tpu) or
-    /// `conv0` (NASNet-A and PNASNet, TF-slim); its batch norm is `<scope>_bn`. Files written
-    /// before this field existed are AmoebaNet's.
+    /// The stem convolution's variable scope, one of the families' in `data/conventions.json`
+    /// (AmoebaNet's tensorflow/tpu code, TF-slim's NASNet-A and PNASNet); its batch norm is the
+    /// scope plus the conventions' `stem.bn_suffix`. Files written before this field existed
+    /// are AmoebaNet's.
     #[serde(default = "default_stem_scope")]
     pub stem_scope: String,
     pub num_stem_cells: usize,

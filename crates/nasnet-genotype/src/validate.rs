@@ -103,13 +103,13 @@ impl NetworkSpec {
         }
         check_range("filters", self.filters, 1, MAX_WIDTH, "channels")?;
         check_range("stem_filters", self.stem_filters, 1, MAX_WIDTH, "channels")?;
-        if !crate::spec::STEM_SCOPES.contains(&self.stem_scope.as_str()) {
+        let stem_scopes = crate::conventions::conventions().stem_scopes();
+        if !stem_scopes.contains(&self.stem_scope.as_str()) {
             return Err(invalid(
                 "stem_scope",
                 format!(
-                    "{:?} is not a known stem scope (one of {:?})",
+                    "{:?} is not a known stem scope (one of {stem_scopes:?})",
                     self.stem_scope,
-                    crate::spec::STEM_SCOPES
                 ),
             ));
         }
@@ -192,7 +192,13 @@ impl NetworkSpec {
         }
         let first_normal = cells.iter().find(|c| c.kind == CellKind::Normal);
         match first_normal {
-            None => Err(invalid("cells", "no normal cell (`cell_K`)")),
+            None => Err(invalid(
+                "cells",
+                format!(
+                    "no normal cell (`{}`)",
+                    crate::conventions::conventions().cell_scopes.normal
+                ),
+            )),
             Some(c) => check_derived("filters", self.filters, c.filters),
         }
     }
@@ -326,12 +332,16 @@ fn check_scopes(cells: &[CellLayout]) -> Result<(), GenotypeError> {
         let fits = kind == Some(cell.kind)
             || (kind == Some(CellKind::Normal) && cell.kind == CellKind::Reduction);
         if !fits {
+            let c = &crate::conventions::conventions().cell_scopes;
             return Err(invalid(
                 format!("cells[{k}].scope"),
                 format!(
-                    "{:?} is not the scope of a {:?} cell (`cell_stem_K`, `cell_K` or `reduction_cell_K`, at most {MAX_NAME_LEN} bytes)",
+                    "{:?} is not the scope of a {:?} cell (`{}`, `{}` or `{}`, at most {MAX_NAME_LEN} bytes)",
                     scope.chars().take(MAX_NAME_LEN).collect::<String>(),
-                    cell.kind
+                    cell.kind,
+                    c.stem,
+                    c.normal,
+                    c.reduction
                 ),
             ));
         }

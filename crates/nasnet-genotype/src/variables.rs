@@ -3,6 +3,7 @@
 //! classifier. Pools and identities own no variables, so this source alone cannot give a
 //! whole genotype (see `graph` for that).
 
+use crate::conventions::{conventions, join};
 use crate::error::GenotypeError;
 use crate::spec::{CellKind, PrevAdjust};
 use crate::validate::limits::MAX_OPERATIONS_PER_CELL;
@@ -57,28 +58,24 @@ pub struct VariableFacts {
     pub fc: Option<(usize, usize)>,
 }
 
-/// Splits `cell_stem_3` / `cell_3` / `reduction_cell_3` into kind and index.
+/// Splits `cell_stem_3` / `cell_3` / `reduction_cell_3` into the kind the name says and the
+/// index (see [`Conventions::parse_cell_scope`]).
 pub fn parse_cell_scope(scope: &str) -> Option<(CellKind, usize)> {
-    let (kind, rest) = if let Some(r) = scope.strip_prefix("cell_stem_") {
-        (CellKind::Stem, r)
-    } else if let Some(r) = scope.strip_prefix("reduction_cell_") {
-        (CellKind::Reduction, r)
-    } else {
-        (CellKind::Normal, scope.strip_prefix("cell_")?)
-    };
-    Some((kind, rest.parse().ok()?))
+    conventions().parse_cell_scope(scope)
 }
 
 /// Strips a consumer-side `module/` prefix if every name has it.
 fn strip_module_prefix(variables: &[(String, Vec<usize>)]) -> Vec<(&str, &[usize])> {
-    let all_prefixed =
-        !variables.is_empty() && variables.iter().all(|(n, _)| n.starts_with("module/"));
+    let prefix = conventions().hub.consumer_prefix.as_str();
+    let all_prefixed = !variables.is_empty()
+        && !prefix.is_empty()
+        && variables.iter().all(|(n, _)| n.starts_with(prefix));
     variables
         .iter()
         .map(|(n, s)| {
             (
                 if all_prefixed {
-                    &n["module/".len()..]
+                    &n[prefix.len()..]
                 } else {
                     n.as_str()
                 },
@@ -103,9 +100,13 @@ impl VariableFacts {
             }
         }
         if by_cell.is_empty() {
+            let c = &conventions().cell_scopes;
             return Err(GenotypeError::vars(
                 "(all)",
-                "no cell_stem_K, cell_K or reduction_cell_K variables: not a NASNet-space network",
+                format!(
+                    "no {}, {} or {} variables: not a NASNet-space network",
+                    c.stem, c.normal, c.reduction
+                ),
             ));
         }
         let (stem_scope, stem_filters) = stem(&shapes)?;
@@ -113,7 +114,8 @@ impl VariableFacts {
             .iter()
             .map(|(&(kind, index), names)| cell_vars(kind, index, names, &shapes))
             .collect::<Result<Vec<_>, _>>()?;
-        let fc = shapes.get("final_layer/FC/weights").and_then(|s| match s {
+        let fc_weights = conventions().head.fc_weights.as_str();
+        let fc = shapes.get(fc_weights).and_then(|s| match s {
             [features, classes] => Some((*features, *classes)),
             _ => None,
         });
@@ -172,20 +174,23 @@ impl VariableFacts {
 }
 
 fn stem(shapes: &BTreeMap<&str, &[usize]>) -> Result<(String, usize), GenotypeError> {
-    for scope in crate::spec::STEM_SCOPES {
-        if let Some(shape) = shapes.get(format!("{scope}/weights").as_str()) {
+    let c = conventions();
+    let scopes = c.stem_scopes();
+    for scope in &scopes {
+        if let Some(shape) = shapes.get(c.weights(scope).as_str()) {
             return match shape {
                 [3, 3, _, out] => Ok((scope.to_string(), *out)),
                 other => Err(GenotypeError::vars(
-                    scope,
+                    *scope,
                     format!("stem weights {other:?}, expected [3, 3, in, out]"),
                 )),
             };
         }
     }
+    let tried: Vec<String> = scopes.iter().map(|s| c.weights(s)).collect();
     Err(GenotypeError::vars(
-        "stem/conv0",
-        "no stem conv weights (stem/conv0/weights or conv0/weights)",
+        scopes.first().copied().unwrap_or("(stem)"),
+        format!("no stem conv weights ({})", tried.join(" or ")),
     ))
 }
 
@@ -195,30 +200,36 @@ fn cell_vars(
     names: &[&str],
     shapes: &BTreeMap<&str, &[usize]>,
 ) -> Result<CellVars, GenotypeError> {
-    let scope = match kind {
-        CellKind::Stem => format!("cell_stem_{index}"),
-        CellKind::Normal => format!("cell_{index}"),
-        CellKind::Reduction => format!("reduction_cell_{index}"),
-    };
-    let shape = |rel: &str| shapes.get(format!("{scope}/{rel}").as_str()).copied();
-    let (net_channels, filters) = match shape("1x1/weights") {
+    let c = conventions();
+    let scope = c.cell_scope(kind, index);
+    let weights = |sub: &str| c.weights(&join(&scope, sub));
+    let shape = |sub: &str| shapes.get(weights(sub).as_str()).copied();
+    let input_conv = &c.cell.input_conv;
+    let (net_channels, filters) = match shape(input_conv) {
         Some([1, 1, cin, cout]) => (*cin, *cout),
         Some(other) => {
             return Err(GenotypeError::vars(
                 &scope,
-                format!("1x1/weights is {other:?}, expected [1, 1, in, out]"),
+                format!(
+                    "{} is {other:?}, expected [1, 1, in, out]",
+                    weights(input_conv)
+                ),
             ))
         }
         None => {
             return Err(GenotypeError::vars(
                 &scope,
-                "no 1x1/weights (the cell input's 1x1 conv before beginning_bn)",
+                format!(
+                    "no {} (the cell input's 1x1 conv before {})",
+                    weights(input_conv),
+                    c.cell.input_bn
+                ),
             ))
         }
     };
-    let (prev_adjust, prev_channels) = if let Some(s) = shape("path1_conv/weights") {
+    let (prev_adjust, prev_channels) = if let Some(s) = shape(&c.cell.factorized_paths[0]) {
         (Some(PrevAdjust::FactorizedReduction), s.get(2).copied())
-    } else if let Some(s) = shape("prev_1x1/weights") {
+    } else if let Some(s) = shape(&c.cell.prev_conv) {
         (Some(PrevAdjust::Prev1x1), s.get(2).copied())
     } else {
         (None, None)
@@ -243,33 +254,35 @@ fn branch_ops(
     names: &[&str],
     shapes: &BTreeMap<&str, &[usize]>,
 ) -> Result<Vec<VarOp>, GenotypeError> {
+    let c = conventions();
     let mut subs: BTreeMap<usize, BTreeSet<&str>> = BTreeMap::new();
     let mut combinations = 0;
     for name in names {
         let parts: Vec<&str> = name.split('/').collect();
-        let Some(iter) = parts
-            .get(1)
-            .and_then(|p| p.strip_prefix("comb_iter_"))
-            .and_then(|i| i.parse::<usize>().ok())
-        else {
+        let Some(iter) = parts.get(1).and_then(|p| c.parse_combination(p)) else {
             continue;
         };
-        let side = match parts.get(2) {
-            Some(&"left") => 0,
-            Some(&"right") => 1,
-            _ => {
-                return Err(GenotypeError::vars(
-                    *name,
-                    "comb_iter scope without left/right",
-                ))
-            }
+        let Some(side) = parts
+            .get(2)
+            .and_then(|p| c.cell.sides.iter().position(|s| s == p))
+        else {
+            return Err(GenotypeError::vars(
+                *name,
+                format!(
+                    "{} scope without {}/{}",
+                    c.combination(iter),
+                    c.cell.sides[0],
+                    c.cell.sides[1]
+                ),
+            ));
         };
         // The index comes from a name: cap it before it sizes anything.
         if iter >= MAX_OPERATIONS_PER_CELL / 2 {
             return Err(GenotypeError::vars(
                 *name,
                 format!(
-                    "comb_iter_{iter}: a cell has at most {} combinations (the cap)",
+                    "{}: a cell has at most {} combinations (the cap)",
+                    c.combination(iter),
                     MAX_OPERATIONS_PER_CELL / 2
                 ),
             ));
@@ -282,13 +295,7 @@ fn branch_ops(
     // Ops without variables leave no trace; the official cells have five combinations.
     let n = 2 * combinations.max(5);
     (0..n)
-        .map(|i| {
-            var_op(
-                &format!("{scope}/comb_iter_{}/{}", i / 2, ["left", "right"][i % 2]),
-                subs.get(&i),
-                shapes,
-            )
-        })
+        .map(|i| var_op(&c.branch(scope, i), subs.get(&i), shapes))
         .collect()
 }
 
@@ -300,20 +307,19 @@ fn var_op(
     let Some(subs) = subs else {
         return Ok(VarOp::Nothing);
     };
+    let c = conventions();
     let mut separable = None;
     for sub in subs {
-        if let Some((k, n)) = sub
-            .strip_prefix("separable_")
-            .and_then(|r| r.rsplit_once('_'))
-        {
-            let kernel = square(k)
-                .ok_or_else(|| GenotypeError::vars(branch, format!("bad separable scope {sub}")))?;
-            let n: usize = n
-                .parse()
-                .map_err(|_| GenotypeError::vars(branch, format!("bad separable scope {sub}")))?;
-            let depthwise = shapes.get(format!("{branch}/{sub}/depthwise_weights").as_str());
+        if let Some((kernel, n)) = c.parse_separable(sub) {
+            let depthwise_name = join(&join(branch, sub), &c.operations.depthwise_weights);
+            let depthwise = shapes.get(depthwise_name.as_str());
             if depthwise.is_some_and(|s| s.first() != Some(&kernel)) {
-                return Err(GenotypeError::vars(branch, format!("{sub}/depthwise_weights {depthwise:?} do not match the scope's kernel {kernel}")));
+                return Err(GenotypeError::vars(
+                    branch,
+                    format!(
+                        "{depthwise_name} {depthwise:?} do not match the scope's kernel {kernel}"
+                    ),
+                ));
             }
             let (_, reps) = separable.unwrap_or((kernel, 0));
             separable = Some((kernel, reps.max(n)));
@@ -322,35 +328,22 @@ fn var_op(
     if let Some((kernel, repeats)) = separable {
         return Ok(VarOp::Separable { kernel, repeats });
     }
-    let row = subs.iter().find_map(|s| {
-        s.strip_prefix("1x")
-            .and_then(|k| k.parse::<usize>().ok())
-            .filter(|&k| k > 1)
-    });
+    let row = subs.iter().find_map(|s| c.parse_factorized_row(s));
     if let Some(k) = row {
-        if subs.contains(format!("{k}x1").as_str()) {
+        if subs.contains(c.factorized(k).2.as_str()) {
             return Ok(VarOp::Factorized { kernel: k });
         }
     }
-    let conv = subs
-        .iter()
-        .find_map(|s| square(s.strip_prefix("dilated_").unwrap_or(s)).filter(|&k| k > 1));
-    if let Some(kernel) = conv {
+    if let Some(kernel) = subs.iter().find_map(|s| c.parse_conv(s)) {
         return Ok(VarOp::Conv { kernel });
     }
-    if subs.contains("1x1") {
+    if subs.contains(c.operations.projection_conv.as_str()) {
         return Ok(VarOp::Projection);
     }
     Err(GenotypeError::vars(
         branch,
         format!("variable scopes {subs:?} match no NASNet-space operation"),
     ))
-}
-
-fn square(s: &str) -> Option<usize> {
-    let (a, b) = s.split_once('x')?;
-    let k = a.parse().ok()?;
-    (b.parse::<usize>().ok()? == k).then_some(k)
 }
 
 #[cfg(test)]
