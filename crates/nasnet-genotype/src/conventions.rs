@@ -39,7 +39,10 @@ pub struct Source {
     pub file: String,
 }
 
-/// What differs between the code lineages.
+/// What differs between the code lineages. The code reads `stem_scope` (which scopes can be
+/// a stem); `reduction_cells` and `batch_norm_epsilon` record the lineage's facts for readers
+/// and tests: a module's own graph gives its epsilon, and a genotype with one cell type is
+/// what makes `cell_K` cells stride-2 ones.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Family {
@@ -48,7 +51,7 @@ pub struct Family {
     /// Variable scope of the stem convolution; its batch norm is this plus `stem.bn_suffix`.
     pub stem_scope: String,
     pub reduction_cells: ReductionCells,
-    /// The arg scopes' batch-norm epsilon (the graph's own value wins when there is a graph).
+    /// The arg scopes' batch-norm epsilon (descriptive: extraction reads the graph's).
     pub batch_norm_epsilon: f64,
 }
 
@@ -191,6 +194,10 @@ fn unfill(pattern: &str, s: &str) -> Option<Vec<usize>> {
         if digits == 0 || digits > 20 {
             return None;
         }
+        // One spelling per number: `cell_01` is not `cell_1`.
+        if digits > 1 && rest.starts_with('0') {
+            return None;
+        }
         let value: usize = rest[..digits].parse().ok()?;
         if numbers.iter().any(|&(k, v)| k == key && v != value) {
             return None;
@@ -208,6 +215,16 @@ pub fn join(scope: &str, name: &str) -> String {
 }
 
 impl Conventions {
+    /// A pattern for messages: `cell_{k}` -> `cell_K`, `separable_{k}x{k}_{n}` ->
+    /// `separable_KxK_N`.
+    pub fn display(&self, pattern: &str) -> String {
+        ["k", "n", "i", "j"]
+            .iter()
+            .fold(pattern.to_string(), |s, key| {
+                s.replace(&format!("{{{key}}}"), &key.to_uppercase())
+            })
+    }
+
     /// The stem scopes of the known families, each once, in data-file order.
     pub fn stem_scopes(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
@@ -441,6 +458,9 @@ mod tests {
         assert_eq!(c.parse_combination("comb_iter_4"), Some(4));
         assert_eq!(c.parse_combination("comb_iter_"), None);
         assert_eq!(unfill("a{k}b", "a12b"), Some(vec![12]));
+        assert_eq!(unfill("a{k}", "a0"), Some(vec![0]));
+        assert_eq!(unfill("a{k}", "a01"), None);
+        assert_eq!(c.display("separable_{k}x{k}_{n}"), "separable_KxK_N");
         assert_eq!(unfill("a{k}b", "a12bc"), None);
         assert_eq!(
             unfill("a{k}", &format!("a{}", usize::MAX)),

@@ -119,7 +119,7 @@ pub fn from_variables(
     assumptions: &Assumptions,
 ) -> Result<Extraction, GenotypeError> {
     let vars = VariableFacts::from_variables(variables)?;
-    let order = vars.order()?;
+    let order = vars.order(assumptions.genotype.has_one_cell_type())?;
     let plan: Vec<CellPlan> = order
         .iter()
         .map(|c| CellPlan {
@@ -406,7 +406,11 @@ fn compare_order(
     facts: &GraphFacts,
     notes: &mut Vec<String>,
 ) -> Result<(), GenotypeError> {
-    let named: Vec<String> = match vars.order() {
+    let one_cell_type = facts.cells.iter().any(|c| {
+        c.kind == CellKind::Reduction
+            && crate::variables::parse_cell_scope(&c.scope).map(|s| s.0) == Some(CellKind::Normal)
+    });
+    let named: Vec<String> = match vars.order(one_cell_type) {
         Ok(order) => order.into_iter().map(|c| c.scope).collect(),
         Err(e) => {
             notes.push(format!(

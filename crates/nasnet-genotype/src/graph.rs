@@ -282,12 +282,13 @@ pub fn graph_facts(meta: &MetaGraphDef) -> Result<GraphFacts, GenotypeError> {
 }
 
 /// A cell's kind from what its operations do, not from its scope name alone: a `cell_K`
-/// whose operations on h0/h1 have stride 2 is a reduction cell (PNASNet runs its one cell
+/// whose operations on h0/h1 all have stride 2 is a reduction cell (PNASNet runs its one cell
 /// type so at the reduction positions, under the normal cells' numbering). The stem and
-/// `reduction_cell_K` scopes keep their kind; mixed strides are refused later, naming the
-/// branch (`check_strides`).
+/// `reduction_cell_K` scopes keep their kind; a `cell_K` with mixed strides stays normal, so
+/// that `check_strides` names the strided branch.
 fn kind_from_strides(named: CellKind, branches: &[GraphBranch]) -> CellKind {
-    let strided = branches.iter().any(|b| b.input < 2 && b.stride == 2);
+    let mut on_inputs = branches.iter().filter(|b| b.input < 2).peekable();
+    let strided = on_inputs.peek().is_some() && on_inputs.all(|b| b.stride == 2);
     match named {
         CellKind::Normal if strided => CellKind::Reduction,
         kind => kind,

@@ -194,10 +194,10 @@ impl NetworkSpec {
         match first_normal {
             None => Err(invalid(
                 "cells",
-                format!(
-                    "no normal cell (`{}`)",
-                    crate::conventions::conventions().cell_scopes.normal
-                ),
+                format!("no normal cell (`{}`)", {
+                    let c = crate::conventions::conventions();
+                    c.display(&c.cell_scopes.normal)
+                }),
             )),
             Some(c) => check_derived("filters", self.filters, c.filters),
         }
@@ -332,16 +332,17 @@ fn check_scopes(cells: &[CellLayout]) -> Result<(), GenotypeError> {
         let fits = kind == Some(cell.kind)
             || (kind == Some(CellKind::Normal) && cell.kind == CellKind::Reduction);
         if !fits {
-            let c = &crate::conventions::conventions().cell_scopes;
+            let conv = crate::conventions::conventions();
+            let c = &conv.cell_scopes;
             return Err(invalid(
                 format!("cells[{k}].scope"),
                 format!(
                     "{:?} is not the scope of a {:?} cell (`{}`, `{}` or `{}`, at most {MAX_NAME_LEN} bytes)",
                     scope.chars().take(MAX_NAME_LEN).collect::<String>(),
                     cell.kind,
-                    c.stem,
-                    c.normal,
-                    c.reduction
+                    conv.display(&c.stem),
+                    conv.display(&c.normal),
+                    conv.display(&c.reduction)
                 ),
             ));
         }

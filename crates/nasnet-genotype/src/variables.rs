@@ -100,12 +100,15 @@ impl VariableFacts {
             }
         }
         if by_cell.is_empty() {
-            let c = &conventions().cell_scopes;
+            let conv = conventions();
+            let c = &conv.cell_scopes;
             return Err(GenotypeError::vars(
                 "(all)",
                 format!(
                     "no {}, {} or {} variables: not a NASNet-space network",
-                    c.stem, c.normal, c.reduction
+                    conv.display(&c.stem),
+                    conv.display(&c.normal),
+                    conv.display(&c.reduction)
                 ),
             ));
         }
@@ -128,12 +131,13 @@ impl VariableFacts {
     }
 
     /// Cells in network order as the names imply: stem cells, then normal cells with each
-    /// `reduction_cell_k` inserted before the k-th normal cell whose width grows. With no
-    /// `reduction_cell_K` scope at all (PNASNet: one cell type, numbered together), a `cell_K`
-    /// whose width grows is itself the stride-2 cell, and is returned with kind `Reduction`.
-    pub fn order(&self) -> Result<Vec<CellVars>, GenotypeError> {
+    /// `reduction_cell_k` inserted before the k-th normal cell whose width grows. For a
+    /// genotype with one cell type (`one_cell_type`, PNASNet: its cells numbered together, no
+    /// `reduction_cell_K`), a `cell_K` whose width grows is itself the stride-2 cell, and is
+    /// returned with kind `Reduction`.
+    pub fn order(&self, one_cell_type: bool) -> Result<Vec<CellVars>, GenotypeError> {
         let of = |kind| self.cells.iter().filter(move |c| c.kind == kind);
-        let strided_normal_cells = of(CellKind::Reduction).next().is_none();
+        let strided_normal_cells = one_cell_type && of(CellKind::Reduction).next().is_none();
         let mut order: Vec<CellVars> = of(CellKind::Stem).cloned().collect();
         let mut reductions = of(CellKind::Reduction);
         let mut last_width = None;
@@ -309,8 +313,18 @@ fn var_op(
     };
     let c = conventions();
     let mut separable = None;
+    let separable_prefix = c.operations.separable.split('{').next().unwrap_or_default();
     for sub in subs {
-        if let Some((kernel, n)) = c.parse_separable(sub) {
+        if !separable_prefix.is_empty() && sub.starts_with(separable_prefix) {
+            let Some((kernel, n)) = c.parse_separable(sub) else {
+                return Err(GenotypeError::vars(
+                    branch,
+                    format!(
+                        "bad separable scope {sub} (expected {})",
+                        c.display(&c.operations.separable)
+                    ),
+                ));
+            };
             let depthwise_name = join(&join(branch, sub), &c.operations.depthwise_weights);
             let depthwise = shapes.get(depthwise_name.as_str());
             if depthwise.is_some_and(|s| s.first() != Some(&kernel)) {
@@ -374,5 +388,26 @@ mod tests {
         }
         let facts = VariableFacts::from_variables(&vars("15")).unwrap();
         assert_eq!(facts.cells[0].branches.len(), 32);
+    }
+
+    /// A stride-2 `cell_K` exists only for a one-cell-type genotype: without one, a width
+    /// that grows with no `reduction_cell_K` left is the error it always was.
+    #[test]
+    fn strided_cell_k_only_for_one_cell_type_genotypes() {
+        let vars: Vec<(String, Vec<usize>)> = [
+            ("conv0/weights", vec![3, 3, 3, 8]),
+            ("cell_0/1x1/weights", vec![1, 1, 8, 8]),
+            ("cell_1/1x1/weights", vec![1, 1, 8, 16]),
+        ]
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s))
+        .collect();
+        let facts = VariableFacts::from_variables(&vars).unwrap();
+        let err = facts.order(false).unwrap_err().to_string();
+        assert!(err.contains("width grows but no reduction cell is left"), "{err}");
+        let order = facts.order(true).unwrap();
+        let kinds: Vec<CellKind> = order.iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, [CellKind::Normal, CellKind::Reduction]);
+        assert_eq!(order[1].scope, "cell_1");
     }
 }

@@ -1,7 +1,8 @@
 //! A repository invariant: the TF scope and variable names of the NASNet family live in
 //! `data/conventions.json` only. Every string literal in the product code that reads a module
 //! (outside `#[cfg(test)]` code) is checked against the names and patterns of that file, so a
-//! hard-coded `"beginning_bn"` or `format!("cell_{k}")` cannot creep back in.
+//! hard-coded `"beginning_bn"` or `format!("cell_{k}")` cannot creep back in. Names too
+//! generic to tell from prose (`bn`, `weights`, `1x1`, `{k}x{k}`) are not looked for.
 //!
 //! Not scanned: `conventions.rs` (it reads the file), `opnames.rs` (genotype operation names
 //! such as `separable_3x3_2` are the genotype vocabulary; TF names the scopes after them),
