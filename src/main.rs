@@ -24,6 +24,8 @@ enum Command {
     Genotype(cmd::genotype::Args),
     /// Convert a module's variables to safetensors, with the network description in the metadata.
     Convert(cmd::convert::Args),
+    /// Export the model as ONNX (written from the network description, no TensorFlow).
+    Export(cmd::export::Args),
     /// Run preprocessed images through a model: logits and feature vectors.
     Run(cmd::run::Args),
     /// Check a model against TensorFlow's golden outputs: logits, features and every cell.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Convert(args) => cmd::convert::run(args),
+        Command::Export(args) => cmd::export::run(args),
         Command::Genotype(args) => cmd::genotype::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Verify(args) => cmd::verify::run(args),

@@ -2,6 +2,7 @@
 
 pub mod classify;
 pub mod convert;
+pub mod export;
 pub mod genotype;
 pub mod inspect;
 pub mod run;

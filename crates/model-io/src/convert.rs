@@ -395,7 +395,7 @@ fn invalid(model: &Model, problem: String) -> ModelError {
 /// The source file name and the sha256 of its checkpoint data (carried over from a
 /// safetensors input).
 /// The source file name, and for a safetensors input the checkpoint hash it carries.
-fn provenance(model: &Model) -> Provenance {
+pub(crate) fn provenance(model: &Model) -> Provenance {
     match &model.kind {
         ModelKind::Safetensors(w) => {
             let meta = w.metadata();
@@ -418,7 +418,10 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Verifies every tensor's crc32c, then hashes the shards.
-fn verify_and_hash(model: &Model, module: &hub_module::HubModule) -> Result<String, ModelError> {
+pub(crate) fn verify_and_hash(
+    model: &Model,
+    module: &hub_module::HubModule,
+) -> Result<String, ModelError> {
     // sha256 is one sequential stream; the checksums run beside it, on a third thread.
     std::thread::scope(|scope| {
         let checksums = scope.spawn(|| match &model.kind {

@@ -37,6 +37,13 @@ pub enum ModelError {
     #[error("{path}: interrupted; nothing was written")]
     Interrupted { path: PathBuf },
 
+    #[error("{path}: ONNX export: {source}")]
+    Export {
+        path: PathBuf,
+        #[source]
+        source: onnx_export::ExportError,
+    },
+
     #[error("{path}: cannot read: {source}")]
     Read {
         path: PathBuf,

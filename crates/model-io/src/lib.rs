@@ -10,12 +10,14 @@
 
 mod convert;
 mod error;
+mod export;
 pub mod header;
 mod model;
 mod weights;
 
 pub use convert::{convert, ConvertReport, Provenance};
 pub use error::ModelError;
+pub use export::{export_onnx, ExportReport};
 pub use header::check_safetensors_bytes;
 pub use model::{Model, ModelKind};
 pub use weights::{ModuleWeights, SafetensorsWeights};
