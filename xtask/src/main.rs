@@ -16,6 +16,8 @@
 //!   and conversion timed against TensorFlow on the same module (see bench.rs).
 //! * `check-convert`: every fixture module converted by `amoeba convert` and
 //!   compared with TensorFlow's checkpoint reader.
+//! * `check-onnx [--full DIR]`: every fixture exported by `amoeba export --format onnx`,
+//!   checked by `onnx.checker` and run in ONNX Runtime against the TF goldens.
 //! * `fuzz --seconds N`: every cargo-fuzz target for N seconds (see fuzz.rs).
 //!
 //! The numbers all come from TensorFlow, run by the Python scripts in
@@ -24,6 +26,7 @@
 
 mod bench;
 mod check_convert;
+mod check_onnx;
 mod child;
 mod fuzz;
 
@@ -118,6 +121,13 @@ enum Cmd {
     /// Convert every fixture module with `amoeba convert` and compare the file with
     /// TensorFlow's checkpoint reader; non-zero exit on any difference.
     CheckConvert,
+    /// Export every fixture and conformance module as ONNX, check it with onnx.checker and
+    /// run it in ONNX Runtime against TensorFlow's goldens; non-zero exit on any mismatch.
+    CheckOnnx {
+        /// Also a full-size module: a folder made by `cargo xtask synth-full -o DIR`.
+        #[arg(long)]
+        full: Option<PathBuf>,
+    },
     /// Run every cargo-fuzz target for a bounded time.
     Fuzz {
         /// Seconds per target.
@@ -147,6 +157,7 @@ fn main() -> Result<()> {
             bench::run(&root, &ensure_venv(&root)?, &opts)
         }
         Cmd::CheckConvert => check_convert::run(&root, &ensure_venv(&root)?),
+        Cmd::CheckOnnx { full } => check_onnx::run(&root, &ensure_venv(&root)?, full.as_deref()),
         Cmd::Fixtures {
             check,
             out,

@@ -404,7 +404,10 @@ mod tests {
         .collect();
         let facts = VariableFacts::from_variables(&vars).unwrap();
         let err = facts.order(false).unwrap_err().to_string();
-        assert!(err.contains("width grows but no reduction cell is left"), "{err}");
+        assert!(
+            err.contains("width grows but no reduction cell is left"),
+            "{err}"
+        );
         let order = facts.order(true).unwrap();
         let kinds: Vec<CellKind> = order.iter().map(|c| c.kind).collect();
         assert_eq!(kinds, [CellKind::Normal, CellKind::Reduction]);

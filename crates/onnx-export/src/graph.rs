@@ -370,7 +370,7 @@ impl<'a> Builder<'a> {
         cout: usize,
         relu: bool,
     ) -> Result<Value, ExportError> {
-        if cout % 2 != 0 {
+        if !cout.is_multiple_of(2) {
             return Err(self.unsupported(scope, format!("a factorized reduction to {cout} channels (odd) cannot split evenly into its two paths")));
         }
         let c = conventions();
@@ -644,21 +644,22 @@ impl<'a> Builder<'a> {
         let names = &c.operations;
         let cin = x.shape[0];
         let pre_weights = c.weights(&join(scope, &names.bottleneck_in));
-        let pre_width =
-            match self.weights.shape(&pre_weights) {
-                None => None,
-                Some(s) if s.len() == 4 && s[..3] == [1, 1, cin] && (1..=br).contains(&s[3]) => {
-                    Some(s[3])
-                }
-                Some(s) => return Err(ExportError::Weight {
+        let pre_width = match self.weights.shape(&pre_weights) {
+            None => None,
+            Some(s) if s.len() == 4 && s[..3] == [1, 1, cin] && (1..=br).contains(&s[3]) => {
+                Some(s[3])
+            }
+            Some(s) => {
+                return Err(ExportError::Weight {
                     source_name: self.weights.source_name(),
                     name: pre_weights,
                     problem: format!(
                         "shape {s:?}; a bottleneck's {} is [1, 1, {cin}, W] with 1 <= W <= {br}",
                         names.bottleneck_in
                     ),
-                }),
-            };
+                })
+            }
+        };
         let mut current = x.clone();
         if let Some(width) = pre_width {
             let r = self.relu(&current);
