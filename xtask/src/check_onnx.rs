@@ -183,6 +183,27 @@ fn check(
     if timing {
         cmd.args(["--timing-runs", "3"]);
     }
+    if timing {
+        // Beside ORT's time: amoeba's own forward pass on the same images, loading included.
+        let started = Instant::now();
+        let ran = Command::new(amoeba)
+            .arg("run")
+            .arg(&case.model)
+            .arg("--input")
+            .arg(&case.golden)
+            .arg("-o")
+            .arg(out.with_extension("run.safetensors"))
+            .output()
+            .context("running amoeba run")?;
+        let _ = std::fs::remove_file(out.with_extension("run.safetensors"));
+        if !ran.status.success() {
+            bail!("amoeba run failed: {}", String::from_utf8_lossy(&ran.stderr));
+        }
+        eprintln!(
+            "check-onnx:   amoeba run on the golden's images: {:.2} s wall, loading included",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let result = cmd.output().context("running check_onnx.py")?;
     let report = String::from_utf8_lossy(&result.stdout);
     eprintln!("check-onnx:   {}", report.trim());
