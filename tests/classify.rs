@@ -26,11 +26,10 @@ fn photo(name: &str) -> String {
 }
 
 fn conformance() -> PathBuf {
-    let p = repo().join("../shared/conformance");
+    let p = repo().join("fixtures/conformance");
     assert!(
         p.is_dir(),
-        "conformance data missing at {} (CI provides ../shared)",
-        p.display()
+        "conformance data missing at fixtures/conformance (committed with the repository)"
     );
     p
 }

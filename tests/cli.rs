@@ -11,11 +11,10 @@ fn amoeba(args: &[&str]) -> Output {
 }
 
 fn shared() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/conformance");
     assert!(
         p.is_dir(),
-        "conformance data missing at {} (CI provides ../shared)",
-        p.display()
+        "conformance data missing at fixtures/conformance (committed with the repository)"
     );
     p
 }

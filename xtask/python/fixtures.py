@@ -36,7 +36,7 @@ import nasnet_graph  # noqa: E402
 import preprocess  # noqa: E402
 
 # The committed fixtures.  Small so that git and the tests stay fast; the
-# first one has the configuration of /work/shared/conformance/amoebanet_a_n6_f16.
+# first one has the configuration of fixtures/conformance/amoebanet_a_n6_f16.
 FIXTURES = [
     {"name": "amoebanet_a_n6_f16", "genotype": "amoeba_net_a", "num_cells": 6,
      "filters": 16, "image_size": 331, "num_classes": 1001, "photo": "astronaut.png",
@@ -56,7 +56,7 @@ FIXTURES = [
      "seed": 3224, "tar_gz": False},
     # NASNet-A as TF-slim builds it (family configs in nasnet_graph.FAMILIES).
     # The mobile config has the structure of
-    # /work/shared/conformance/nasnet_a_mobile_n6_f8.
+    # fixtures/conformance/nasnet_a_mobile_n6_f8.
     {"name": "nasnet_a_mobile_n6_f8", "family": "nasnet_a_mobile", "genotype": "nasnet_a",
      "num_cells": 6, "filters": 8, "image_size": 224, "num_classes": 1001,
      "photo": "chelsea.png", "seed": 6008, "tar_gz": False},

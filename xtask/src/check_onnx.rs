@@ -102,9 +102,9 @@ fn fixture_cases(root: &Path, amoeba: &Path, tmp: &Path) -> Result<Vec<Case>> {
     Ok(cases)
 }
 
-/// The official conformance modules beside the repository, when present.
+/// The official conformance modules (committed in `fixtures/conformance/`).
 fn conformance_cases(root: &Path) -> Vec<Case> {
-    let dir = root.join("../shared/conformance");
+    let dir = root.join("fixtures/conformance");
     ["amoebanet_a_n6_f16", "nasnet_a_mobile_n6_f8"]
         .iter()
         .filter(|name| dir.join(name).is_dir())
@@ -197,7 +197,10 @@ fn check(
             .context("running amoeba run")?;
         let _ = std::fs::remove_file(out.with_extension("run.safetensors"));
         if !ran.status.success() {
-            bail!("amoeba run failed: {}", String::from_utf8_lossy(&ran.stderr));
+            bail!(
+                "amoeba run failed: {}",
+                String::from_utf8_lossy(&ran.stderr)
+            );
         }
         eprintln!(
             "check-onnx:   amoeba run on the golden's images: {:.2} s wall, loading included",

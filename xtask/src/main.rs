@@ -63,7 +63,7 @@ enum Cmd {
         #[arg(long, conflicts_with = "check")]
         only: Option<String>,
         /// AmoebaNet-A conformance module to compare with in --check
-        /// (default: ../shared/conformance/amoebanet_a_n6_f16 beside the repo);
+        /// (default: fixtures/conformance/amoebanet_a_n6_f16, the committed copy);
         /// the NASNet-A one, nasnet_a_mobile_n6_f8, is looked for beside it.
         #[arg(long)]
         conformance: Option<PathBuf>,
@@ -188,7 +188,7 @@ fn fixtures_args(
     let mut args: Vec<String> = Vec::new();
     if check {
         let conformance =
-            conformance.unwrap_or_else(|| root.join("../shared/conformance/amoebanet_a_n6_f16"));
+            conformance.unwrap_or_else(|| root.join("fixtures/conformance/amoebanet_a_n6_f16"));
         if !conformance.is_dir() {
             bail!(
                 "conformance module {} not found (pass --conformance DIR)",

@@ -5,12 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 fn conformance() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/amoebanet_a_n6_f16");
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/conformance/amoebanet_a_n6_f16");
     assert!(
         p.is_dir(),
-        "conformance module missing at {} (CI provides ../shared)",
-        p.display()
+        "conformance module missing at fixtures/conformance/amoebanet_a_n6_f16 (committed with the repository)"
     );
     p
 }

@@ -15,11 +15,10 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 }
 
 fn shared() -> std::path::PathBuf {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/conformance");
     assert!(
         shared.is_dir(),
-        "conformance data missing at {}",
-        shared.display()
+        "conformance data missing at fixtures/conformance (committed with the repository)"
     );
     shared
 }

@@ -7,10 +7,10 @@ use tf_proto::tensorflow::attr_value::Value;
 use tf_proto::tensorflow::{MetaGraphDef, SavedModel};
 use tf_proto::Message;
 
-/// The official conformance module's graph, in `shared/` beside the repository (CI provides it).
+/// The official conformance module's graph (`fixtures/conformance/`, TensorFlow's export).
 fn conformance_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/amoebanet_a_n6_f16/saved_model.pb")
+        .join("../../fixtures/conformance/amoebanet_a_n6_f16/saved_model.pb")
 }
 
 fn inference_graph(path: &Path) -> Option<MetaGraphDef> {

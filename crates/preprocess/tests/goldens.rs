@@ -67,11 +67,10 @@ fn fixtures_match_tensorflow_preprocessing() {
 
 #[test]
 fn conformance_images_match_tensorflow_1_15() {
-    let golden = repo().join("../shared/conformance/amoebanet_a_n6_f16.golden.safetensors");
+    let golden = repo().join("fixtures/conformance/amoebanet_a_n6_f16.golden.safetensors");
     assert!(
         golden.exists(),
-        "{} missing (CI provides ../shared)",
-        golden.display()
+        "fixtures/conformance/amoebanet_a_n6_f16.golden.safetensors missing (committed with the repository)"
     );
     let (images, shape) = read_tensor(&golden, "images");
     let per_image = SIZE * SIZE * 3;

@@ -84,7 +84,7 @@ fn check_module(module_dir: &Path, listing: &Path, expected_count: Option<usize>
     assert!(
         module_dir.join("variables/variables.index").is_file(),
         "conformance module missing: {} (expected a TF1 Hub module with variables/variables.index; \
-         the conformance one lives in /work/shared/conformance, the project's in fixtures/modules)",
+         the official ones are in fixtures/conformance, the project's in fixtures/modules)",
         module_dir.display()
     );
     let want = read_listing(listing);
@@ -130,7 +130,7 @@ fn compare(listing: &Path, want: &Listing, got: &Listing, expected_count: Option
 fn amoebanet_a_n6_f16_matches_tensorflow() {
     let root = repo_root();
     check_module(
-        &root.join("../shared/conformance/amoebanet_a_n6_f16"),
+        &root.join("fixtures/conformance/amoebanet_a_n6_f16"),
         &root.join("fixtures/tf-read/amoebanet_a_n6_f16.variables.tsv"),
         Some(676),
     );
