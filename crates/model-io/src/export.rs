@@ -48,20 +48,8 @@ pub fn export_onnx(
         path: model.path.clone(),
         source,
     };
-    let mut provenance = provenance(model);
-    if let ModelKind::Module(module) = &model.kind {
-        provenance.checkpoint_sha256 = verify_and_hash(model, module)?;
-    }
     let metadata = vec![
         (keys::NETWORK.to_string(), model.spec.to_json()),
-        (
-            keys::SOURCE_FILE.to_string(),
-            provenance.source_file.clone(),
-        ),
-        (
-            keys::SOURCE_SHA256.to_string(),
-            provenance.checkpoint_sha256.clone(),
-        ),
         (
             keys::TOOL.to_string(),
             format!("amoeba {}", env!("CARGO_PKG_VERSION")),
@@ -79,29 +67,68 @@ pub fn export_onnx(
     let inputs = model.input_paths();
     let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
     let mut out = safe_fs::AtomicOutput::create(output, &inputs)?;
-    let data_path = if external {
-        let (path, location) = data_file(output);
-        let mut data = safe_fs::AtomicOutput::create(&path, &inputs)?;
-        {
-            let mut model_writer = BufWriter::with_capacity(1 << 20, out.file());
-            let mut data_writer = BufWriter::with_capacity(1 << 20, data.file());
-            let target = Weights::External {
-                location: &location,
-                data: &mut data_writer,
-            };
-            graph
-                .write(&*weights, &mut model_writer, target, progress)
-                .map_err(export_err)?;
+    let mut data = match external {
+        true => Some((
+            data_file(output),
+            safe_fs::AtomicOutput::create(&data_file(output).0, &inputs)?,
+        )),
+        false => None,
+    };
+    // The checkpoint is checksummed and hashed on other threads while the weights are
+    // written; the provenance goes at the end of the model (protobuf allows fields anywhere).
+    let (written, provenance) = std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| -> Result<Provenance, ModelError> {
+            let mut provenance = provenance(model);
+            if let ModelKind::Module(module) = &model.kind {
+                provenance.checkpoint_sha256 = verify_and_hash(model, module)?;
+            }
+            Ok(provenance)
+        });
+        let mut model_writer = BufWriter::with_capacity(1 << 20, out.file());
+        let written = match data.as_mut() {
+            Some(((_, location), data_out)) => {
+                let mut data_writer = BufWriter::with_capacity(1 << 20, data_out.file());
+                let target = Weights::External {
+                    location,
+                    data: &mut data_writer,
+                };
+                graph.write(&*weights, &mut model_writer, target, progress)
+            }
+            None => graph.write(&*weights, &mut model_writer, Weights::Embedded, progress),
+        };
+        let provenance = hasher.join().unwrap_or_else(|_| {
+            Err(ModelError::Read {
+                path: model.path.clone(),
+                source: std::io::Error::other("the checkpoint hashing thread failed"),
+            })
+        });
+        let written = written.map_err(export_err).and_then(|()| {
+            let provenance = provenance.as_ref().map_err(|e| ModelError::Invalid {
+                path: model.path.clone(),
+                problem: e.to_string(),
+            })?;
+            let tail = [
+                (
+                    keys::SOURCE_FILE.to_string(),
+                    provenance.source_file.clone(),
+                ),
+                (
+                    keys::SOURCE_SHA256.to_string(),
+                    provenance.checkpoint_sha256.clone(),
+                ),
+            ];
+            onnx_export::append_metadata(&mut model_writer, &tail).map_err(export_err)
+        });
+        (written, provenance)
+    });
+    written?;
+    let provenance = provenance?;
+    let data_path = match data {
+        Some(((path, _), data_out)) => {
+            data_out.persist()?;
+            Some(path)
         }
-        data.persist()?;
-        Some(path)
-    } else {
-        let mut writer = BufWriter::with_capacity(1 << 20, out.file());
-        graph
-            .write(&*weights, &mut writer, Weights::Embedded, progress)
-            .map_err(export_err)?;
-        drop(writer);
-        None
+        None => None,
     };
     out.persist()?;
     Ok(ExportReport {

@@ -26,7 +26,7 @@ mod write;
 
 pub use error::ExportError;
 pub use graph::{FoldedBn, Initializer, OnnxGraph, Recipe};
-pub use write::Weights;
+pub use write::{append_metadata, Weights};
 
 /// The generated ONNX protobuf types.
 #[allow(clippy::all, missing_docs)]

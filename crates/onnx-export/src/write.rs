@@ -16,8 +16,10 @@ use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, Wi
 use prost::Message;
 use std::io::Write;
 
-/// `GraphProto.initializer`, `ModelProto.graph`, `TensorProto.raw_data`.
+/// `GraphProto.initializer`, `ModelProto.graph`, `TensorProto.raw_data`,
+/// `ModelProto.metadata_props`.
 const GRAPH_INITIALIZER: u32 = 5;
+const MODEL_METADATA: u32 = 14;
 const MODEL_GRAPH: u32 = 7;
 const TENSOR_RAW_DATA: u32 = 9;
 
@@ -200,6 +202,29 @@ impl OnnxGraph {
     }
 }
 
+/// Appends metadata props to a model already written to `out` (a message's fields may come
+/// in any order, and repeated ones accumulate): so metadata known only after the weights are
+/// written, such as a hash computed meanwhile, still lands in the model.
+pub fn append_metadata(
+    out: &mut dyn Write,
+    metadata: &[(String, String)],
+) -> Result<(), ExportError> {
+    let mut buf = Vec::new();
+    for (k, v) in metadata {
+        let entry = StringStringEntryProto {
+            key: Some(k.clone()),
+            value: Some(v.clone()),
+        }
+        .encode_to_vec();
+        encode_key(MODEL_METADATA, WireType::LengthDelimited, &mut buf);
+        encode_varint(entry.len() as u64, &mut buf);
+        buf.extend_from_slice(&entry);
+    }
+    let err = write_err("the ONNX model");
+    out.write_all(&buf).map_err(&err)?;
+    out.flush().map_err(&err)
+}
+
 /// A tensor's name, dims and type, without its data.
 fn header(init: &Initializer) -> TensorProto {
     TensorProto {
@@ -211,7 +236,11 @@ fn header(init: &Initializer) -> TensorProto {
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    let mut out = Vec::with_capacity(4 * v.len());
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
 }
 
 /// A variable's values, of exactly `len` elements.
@@ -268,6 +297,10 @@ fn values(eps: f32, source: &dyn WeightSource, init: &Initializer) -> Result<Vec
                 let [g, b, m, v] = batch_norm(source, bn)?;
                 kernels::fold_batch_norm(&mut w, cout, &g, &b, &m, &v, eps);
             }
+            if kh == 1 && kw == 1 && !*depthwise {
+                // Most of the bytes: `[cin][cout]` to `[cout][cin]`.
+                return Ok(f32_bytes(&transpose(&w, cin, cout)));
+            }
             // TF HWIO `[y][x][i][o]` (a depthwise `[y][x][c]`, `cin` 1 and `cout` c) to
             // ONNX `[o][i][y][x]`.
             let mut out = Vec::with_capacity(w.len());
@@ -286,6 +319,40 @@ fn values(eps: f32, source: &dyn WeightSource, init: &Initializer) -> Result<Vec
                 }
             }
             Ok(f32_bytes(&out))
+        }
+    }
+}
+
+/// A `[rows][cols]` matrix as `[cols][rows]`, in tiles so that both sides stay in cache.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut out = vec![0f32; m.len()];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = m[r * cols + c];
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiled_transpose_is_a_transpose() {
+        for (rows, cols) in [(1, 1), (3, 70), (65, 33), (64, 64)] {
+            let m: Vec<f32> = (0..rows * cols).map(|x| x as f32).collect();
+            let t = transpose(&m, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(t[c * rows + r], m[r * cols + c]);
+                }
+            }
         }
     }
 }
