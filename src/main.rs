@@ -32,6 +32,24 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Classify photos (JPEG, PNG): top-K ImageNet labels, TensorFlow's preprocessing.
     Classify(cmd::classify::Args),
+    /// Print a shell completion script: `amoeba completions bash > ~/.local/share/bash-completion/completions/amoeba`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The completion script of `shell` for every command and option, on standard output.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    let mut script = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut <Cli as clap::CommandFactory>::command(),
+        "amoeba",
+        &mut script,
+    );
+    cmd::print_out(&String::from_utf8_lossy(&script))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -53,6 +71,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Classify(args) => cmd::classify::run(args),
+        Command::Completions { shell } => completions(shell),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,5 @@
-//! `amoeba inspect` on a file written by `amoeba convert`: its network, provenance and tensors.
+//! `amoeba inspect` on a file written by `amoeba convert` (its network, provenance and
+//! tensors), and `amoeba completions`.
 
 mod common;
 
@@ -66,4 +67,22 @@ fn a_converted_file_is_inspected_with_its_provenance() {
     let (code, stderr) = amoeba_stderr(&["inspect", cut.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("cut.safetensors"), "{stderr}");
+}
+
+#[test]
+fn completion_scripts_cover_every_command() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let (code, script, stderr) = amoeba(&["completions", shell]);
+        assert_eq!(code, Some(0), "{shell}: {stderr}");
+        for command in [
+            "inspect", "convert", "export", "verify", "classify", "genotype", "run",
+        ] {
+            assert!(
+                script.contains(command),
+                "{shell} completions lack {command}"
+            );
+        }
+    }
+    let (code, _, stderr) = amoeba(&["completions", "tcsh"]);
+    assert_eq!(code, Some(2), "{stderr}");
 }
