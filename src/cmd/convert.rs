@@ -20,12 +20,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Ctrl-C needs no check here: the signal handler (`safe_fs::cleanup`) removes the
     // registered temporary output and ends the process.
     let mut progress = |done: u64, total: u64| {
-        bar.set_length(total);
-        bar.set_position(done);
+        bar.update(done, total);
         std::ops::ControlFlow::Continue(())
     };
     let report = model_io::convert(&model, &args.output, &mut progress)?;
-    bar.finish_and_clear();
+    bar.finish();
     super::print_out(&format!(
         "wrote {} ({} tensors, {} bytes of data; genotype {}; checkpoint sha256 {})\n",
         report.output.display(),

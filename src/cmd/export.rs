@@ -32,12 +32,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let model = Model::open(&args.model)?;
     let ExportFormat::Onnx = args.format;
     let bar = super::progress_bar("exporting", std::io::stderr().is_terminal());
-    let mut progress = |done: u64, total: u64| {
-        bar.set_length(total);
-        bar.set_position(done);
-    };
+    let mut progress = |done: u64, total: u64| bar.update(done, total);
     let report = model_io::export_onnx(&model, &args.output, args.external_data, &mut progress)?;
-    bar.finish_and_clear();
+    bar.finish();
     let data = report
         .data_file
         .as_ref()

@@ -46,19 +46,44 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// A progress bar on a terminal, hidden otherwise.
-pub fn progress_bar(message: &'static str, visible: bool) -> indicatif::ProgressBar {
-    if !visible {
-        return indicatif::ProgressBar::hidden();
+/// A byte progress bar on a terminal (hidden otherwise) that is first drawn when its total is
+/// known, so it starts empty rather than as a full `0 B/0 B` frame.
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    visible: bool,
+    shown: std::cell::Cell<bool>,
+}
+
+impl Progress {
+    /// `done` of `total` bytes.
+    pub fn update(&self, done: u64, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(done);
+        if self.visible && !self.shown.replace(true) {
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
     }
-    let bar = indicatif::ProgressBar::new(0);
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// A [`Progress`] labelled `message`, drawn only when `visible` (standard error a terminal).
+pub fn progress_bar(message: &'static str, visible: bool) -> Progress {
+    let bar = indicatif::ProgressBar::hidden();
     let style = indicatif::ProgressStyle::with_template(
         "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
     )
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_message(message);
-    bar
+    Progress {
+        bar,
+        visible,
+        shown: std::cell::Cell::new(false),
+    }
 }
 
 /// Writes float32 tensors to a safetensors file through a temporary file and a rename,
