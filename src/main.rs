@@ -12,6 +12,9 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "amoeba", version, about, long_about = None)]
 struct Cli {
+    /// No notes, progress bars or `wrote ...` lines (errors and requested output still print).
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,14 +58,22 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
 fn main() -> ExitCode {
     // Unfinished outputs and extracted archives are removed if a signal ends the process.
     safe_fs::cleanup::install();
+    // Under --json, an error is a JSON object on standard error too (same exit codes).
+    let json = std::env::args_os().any(|a| a == "--json");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if json && e.use_stderr() => {
+            let message = e.render().to_string();
+            print_json_error(message.trim(), e.exit_code());
+            return ExitCode::from(e.exit_code() as u8);
+        }
         Err(e) => {
             let _ = e.print();
             // clap uses 0 for --help/--version and 2 for usage errors, as we do.
             return ExitCode::from(e.exit_code() as u8);
         }
     };
+    cmd::set_quiet(cli.quiet);
     let result = match cli.command {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Convert(args) => cmd::convert::run(args),
@@ -78,11 +89,21 @@ fn main() -> ExitCode {
         // The reader of our output has gone (`amoeba inspect M | head`): what it wanted was
         // written, so end quietly, as `cat` does.
         Err(e) if cmd::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if json => {
+            print_json_error(&error_text(&e), i32::from(cmd::EXIT_BAD_INPUT));
+            ExitCode::from(cmd::EXIT_BAD_INPUT)
+        }
         Err(e) => {
             eprintln!("error: {}", error_text(&e));
             ExitCode::from(cmd::EXIT_BAD_INPUT)
         }
     }
+}
+
+/// `{"error": {"message": ..., "exit_code": N}}` on standard error, one line.
+fn print_json_error(message: &str, exit_code: i32) {
+    let value = serde_json::json!({ "error": { "message": message, "exit_code": exit_code } });
+    eprintln!("{value}");
 }
 
 /// The error and its causes, leaving out a cause whose text the message already contains

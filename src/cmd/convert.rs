@@ -12,6 +12,9 @@ pub struct Args {
     /// Output .safetensors file (written to a temporary file, then renamed).
     #[arg(short, long)]
     output: PathBuf,
+    /// Print the result as one JSON document.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -25,19 +28,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let report = model_io::convert(&model, &args.output, &mut progress)?;
     bar.finish();
-    super::print_out(&format!(
-        "wrote {} ({} tensors, {} bytes of data; genotype {}; checkpoint sha256 {})\n",
-        report.output.display(),
-        report.tensors,
-        report.data_bytes,
-        model.spec.genotype.name.as_deref().unwrap_or("unknown"),
-        report.provenance.checkpoint_sha256
-    ))?;
-    for note in &model.notes {
-        eprintln!("note: {note}");
-    }
-    for note in &model.disagreements {
-        eprintln!("note: {note}");
+    let genotype = model.spec.genotype.name.as_deref().unwrap_or("unknown");
+    let json = args.json.then(|| {
+        serde_json::json!({
+            "output": report.output.display().to_string(),
+            "tensors": report.tensors,
+            "data_bytes": report.data_bytes,
+            "genotype": genotype,
+            "checkpoint_sha256": report.provenance.checkpoint_sha256,
+            "notes": model.notes.iter().chain(&model.disagreements).collect::<Vec<_>>(),
+        })
+    });
+    super::print_done(
+        &format!(
+            "wrote {} ({} tensors, {} bytes of data; genotype {genotype}; checkpoint sha256 {})\n",
+            report.output.display(),
+            report.tensors,
+            report.data_bytes,
+            report.provenance.checkpoint_sha256
+        ),
+        json,
+    )?;
+    for note in model.notes.iter().chain(&model.disagreements) {
+        super::note(note);
     }
     Ok(ExitCode::SUCCESS)
 }

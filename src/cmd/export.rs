@@ -26,6 +26,9 @@ pub struct Args {
     /// when they exceed what one ONNX file can hold (2 GiB).
     #[arg(long)]
     external_data: bool,
+    /// Print the result as one JSON document.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -40,18 +43,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|p| format!(", weights in {}", p.display()))
         .unwrap_or_default();
-    super::print_out(&format!(
-        "wrote {} (ONNX opset {}, {} nodes, {} initializers, {} bytes of weights{data}; genotype {}; checkpoint sha256 {})\n",
-        report.output.display(),
-        onnx_export::OPSET,
-        report.nodes,
-        report.initializers,
-        report.data_bytes,
-        model.spec.genotype.name.as_deref().unwrap_or("unknown"),
-        report.provenance.checkpoint_sha256
-    ))?;
+    let genotype = model.spec.genotype.name.as_deref().unwrap_or("unknown");
+    let json = args.json.then(|| {
+        serde_json::json!({
+            "output": report.output.display().to_string(),
+            "data_file": report.data_file.as_ref().map(|p| p.display().to_string()),
+            "format": "onnx",
+            "opset": onnx_export::OPSET,
+            "nodes": report.nodes,
+            "initializers": report.initializers,
+            "data_bytes": report.data_bytes,
+            "genotype": genotype,
+            "checkpoint_sha256": report.provenance.checkpoint_sha256,
+            "notes": model.notes.iter().chain(&model.disagreements).collect::<Vec<_>>(),
+        })
+    });
+    super::print_done(
+        &format!(
+            "wrote {} (ONNX opset {}, {} nodes, {} initializers, {} bytes of weights{data}; genotype {genotype}; checkpoint sha256 {})\n",
+            report.output.display(),
+            onnx_export::OPSET,
+            report.nodes,
+            report.initializers,
+            report.data_bytes,
+            report.provenance.checkpoint_sha256
+        ),
+        json,
+    )?;
     for note in model.notes.iter().chain(&model.disagreements) {
-        eprintln!("note: {note}");
+        super::note(note);
     }
     Ok(ExitCode::SUCCESS)
 }

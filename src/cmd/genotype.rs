@@ -37,10 +37,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => super::print_out(&rendered)?,
     }
     for note in &model.notes {
-        eprintln!("note: {note}");
+        super::note(note);
     }
     for note in &model.disagreements {
-        eprintln!("note: variable names and graph disagree (the graph wins): {note}");
+        super::note(&format!(
+            "variable names and graph disagree (the graph wins): {note}"
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,35 @@ pub mod verify;
 use anyhow::Context;
 use std::path::Path;
 
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--quiet`: no notes, no progress bars, no `wrote ...` lines; errors and what a command was
+/// asked to print (a report, `--json`) still appear.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A note on standard error (`note: ...`), unless `--quiet`.
+pub fn note(text: &str) {
+    if !quiet() {
+        eprintln!("note: {text}");
+    }
+}
+
+/// A command's closing line (`wrote ...`) on standard output, or, with `--json`, `json` as
+/// one JSON document; nothing for the line under `--quiet`.
+pub fn print_done(line: &str, json: Option<serde_json::Value>) -> anyhow::Result<()> {
+    match json {
+        Some(value) => print_out(&(serde_json::to_string_pretty(&value)? + "\n")),
+        None if quiet() => Ok(()),
+        None => print_out(line),
+    }
+}
+
 /// Verification ran and failed.
 pub const EXIT_VERIFY_FAILED: u8 = 1;
 /// Bad input or usage.
@@ -72,6 +101,7 @@ impl Progress {
 
 /// A [`Progress`] labelled `message`, drawn only when `visible` (standard error a terminal).
 pub fn progress_bar(message: &'static str, visible: bool) -> Progress {
+    let visible = visible && !quiet();
     let bar = indicatif::ProgressBar::hidden();
     let style = indicatif::ProgressStyle::with_template(
         "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",

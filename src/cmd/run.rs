@@ -23,6 +23,9 @@ pub struct Args {
     /// time and the median to stderr; the output is written once, from the last run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Print the result as one JSON document.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -47,7 +50,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tensors.push(("logits", logits, vec![n, classes]));
     }
     super::write_f32_safetensors(&args.output, &inputs, &tensors)?;
-    super::print_out(&format!("wrote {} ({n} images)\n", args.output.display()))?;
+    let json = args.json.then(|| {
+        serde_json::json!({
+            "output": args.output.display().to_string(),
+            "images": n,
+            "tensors": tensors.iter().map(|(name, _, shape)| serde_json::json!({"name": name, "shape": shape})).collect::<Vec<_>>(),
+        })
+    });
+    super::print_done(
+        &format!("wrote {} ({n} images)\n", args.output.display()),
+        json,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
