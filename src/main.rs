@@ -40,6 +40,8 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// List or clear the cache of extracted .tar.gz modules.
+    Cache(cmd::cache::Args),
 }
 
 /// The completion script of `shell` for every command and option, on standard output.
@@ -74,6 +76,8 @@ fn main() -> ExitCode {
         }
     };
     cmd::set_quiet(cli.quiet);
+    // The binary keeps extracted archives (the libraries' default is not to).
+    hub_module::set_archive_cache(hub_module::cache_dir());
     let result = match cli.command {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Convert(args) => cmd::convert::run(args),
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Classify(args) => cmd::classify::run(args),
         Command::Completions { shell } => completions(shell),
+        Command::Cache(args) => cmd::cache::run(args),
     };
     match result {
         Ok(code) => code,

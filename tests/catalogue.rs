@@ -3903,6 +3903,8 @@ fn run_case(base: &Base, case: &Case, root: &Path, idx: usize) -> Outcome {
         .arg(BIN)
         .args(&spec.args)
         .env("TMPDIR", &d.tmp)
+        // Extractions into the temp folder, checked for leftovers (tests/cache.rs covers the cache).
+        .env("AMOEBA_CACHE_DIR", "")
         .env_remove("RUST_BACKTRACE")
         .current_dir(&d.root)
         .stdin(Stdio::null())

@@ -348,6 +348,7 @@ fn signals_during_archive_extraction_leave_no_extracted_folder() {
         let child = Command::new(env!("CARGO_BIN_EXE_amoeba"))
             .args(["inspect", "--check", s(&archive)])
             .env("TMPDIR", tmpdir.path())
+            .env("AMOEBA_CACHE_DIR", "")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -386,6 +387,7 @@ fn sigterm_during_convert_leaves_nothing() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_amoeba"))
             .args(["convert", s(&repo(ARCHIVE)), "-o", s(&out)])
             .env("TMPDIR", tmp.path())
+            .env("AMOEBA_CACHE_DIR", "")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -420,7 +422,7 @@ fn errors_inside_an_archive_name_the_archive_entry() {
         .unwrap();
     assert!(status.success());
     let run = amoeba_in(&["inspect", s(&archive)], |c| {
-        c.env("TMPDIR", tmp.path());
+        c.env("TMPDIR", tmp.path()).env("AMOEBA_CACHE_DIR", "");
     });
     assert_refused(&run, &["m.tar.gz!/variables/variables.data-00000-of-00001"]);
     assert!(!run.stderr.contains("amoeba-module-"), "{}", run.stderr);

@@ -32,6 +32,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return inspect_converted(&args);
     }
     let module = HubModule::open(&args.module)?;
+    if let Some(note) = model_io::cache_note(&module) {
+        super::note(&note);
+    }
     let summary = module.summary(args.variables);
     if args.check {
         let start = std::time::Instant::now();

@@ -1,5 +1,6 @@
 //! One module per subcommand: argument structs and the calls into the libraries.
 
+pub mod cache;
 pub mod classify;
 pub mod convert;
 pub mod export;

@@ -17,7 +17,10 @@ mod summary;
 
 pub use archive::{ArchiveLimits, DEFAULT_MAX_EXTRACTED_BYTES, MAX_ARCHIVE_ENTRIES};
 pub use error::ModuleError;
-pub use module::{GraphVariant, HubModule, ModuleFormat};
+pub use module::{
+    cache_dir, cache_entries, set_archive_cache, CachedExtraction, GraphVariant, HubModule,
+    ModuleFormat, CACHE_ENV,
+};
 pub use signature::{Signature, TensorSpec};
 pub use summary::{ModuleSummary, VariableSummary, VariantSummary};
 pub use tensor_bundle;

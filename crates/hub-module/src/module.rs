@@ -48,19 +48,21 @@ pub struct GraphVariant {
 /// no moment exists in which a signal could leave it behind.
 struct Extraction {
     dir: PathBuf,
+    /// Set when the folder became a cache entry: then it is not removed.
+    kept: bool,
     _registration: safe_fs::cleanup::Registration,
 }
 
 impl Extraction {
-    fn new() -> Result<Extraction, ModuleError> {
+    /// A new private folder in `base` (the temp folder, or the cache).
+    fn new(base: PathBuf) -> Result<Extraction, ModuleError> {
         use std::hash::{BuildHasher, Hasher};
-        let base = std::env::temp_dir();
         let mut last_error = None;
         for attempt in 0u64..16 {
             let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
             hasher.write_u64(attempt);
             let dir = base.join(format!(
-                "amoeba-module-{}-{:016x}",
+                ".amoeba-module-{}-{:016x}",
                 std::process::id(),
                 hasher.finish()
             ));
@@ -69,6 +71,7 @@ impl Extraction {
                 Ok(()) => {
                     return Ok(Extraction {
                         dir,
+                        kept: false,
                         _registration: registration,
                     })
                 }
@@ -88,8 +91,19 @@ impl Extraction {
     }
 }
 
+impl Extraction {
+    /// Leaves the folder in place (it was renamed into the cache); the signal handler's
+    /// registration ends, as the folder is not an unfinished output any more.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
 impl Drop for Extraction {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         // Best effort, like any temporary folder; the registration is released after this.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -112,6 +126,119 @@ pub struct HubModule {
     bundle: TensorBundle,
     /// Keeps an archive's extraction alive as long as the module (the bundle maps its files).
     _extracted: Option<Extraction>,
+    /// Where an archive's extraction is cached, and whether it was there already.
+    cached: Option<CachedExtraction>,
+}
+
+/// An archive extracted into the cache ([`cache_dir`]): `<cache>/<sha256 of the archive>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedExtraction {
+    pub dir: PathBuf,
+    /// True when an earlier run had extracted it; false when this run did.
+    pub reused: bool,
+}
+
+/// The environment variable that moves the cache of extracted archives (empty: no cache,
+/// every run extracts into the temp folder and removes it after).
+pub const CACHE_ENV: &str = "AMOEBA_CACHE_DIR";
+
+/// Written last into a cache entry: an entry without it is unfinished and not used.
+const CACHE_COMPLETE: &str = ".amoeba-complete";
+
+/// The cache [`HubModule::open`] extracts archives into; `None` (the default, for library
+/// users and tests) extracts each archive into the temp folder and removes it after.
+static ARCHIVE_CACHE: std::sync::RwLock<Option<PathBuf>> = std::sync::RwLock::new(None);
+
+/// Makes [`HubModule::open`] keep archive extractions in `cache` (the `amoeba` binary passes
+/// [`cache_dir`]), or not (`None`).
+pub fn set_archive_cache(cache: Option<PathBuf>) {
+    if let Ok(mut slot) = ARCHIVE_CACHE.write() {
+        *slot = cache;
+    }
+}
+
+fn archive_cache() -> Option<PathBuf> {
+    ARCHIVE_CACHE.read().ok().and_then(|c| c.clone())
+}
+
+/// Where the `amoeba` binary keeps extracted archives: `$AMOEBA_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/amoeba/modules`, else `$HOME/.cache/amoeba/modules`; `None` when the
+/// variable is set empty or no home is known.
+pub fn cache_dir() -> Option<PathBuf> {
+    let non_empty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
+    if let Some(dir) = std::env::var_os(CACHE_ENV) {
+        return non_empty(dir);
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .and_then(non_empty)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(non_empty)
+                .map(|h| h.join(".cache"))
+        })
+        .map(|base| base.join("amoeba/modules"))
+}
+
+/// The cache's entries (folders named by an archive's sha256) with their sizes in bytes.
+pub fn cache_entries(cache: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(cache) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let is_entry = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+        if is_entry && path.is_dir() {
+            let size = tree_size(&path);
+            out.push((path, size));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The sha256 (hex) of a regular file, read in 1 MiB blocks.
+fn sha256_file(path: &Path) -> Result<String, ModuleError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let io = |source| ModuleError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = safe_fs::open_regular(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 impl HubModule {
@@ -128,12 +255,73 @@ impl HubModule {
             });
         }
         if archive::is_archive(path) {
-            let extraction = Extraction::new()?;
+            if let Some(cache) = archive_cache() {
+                return Self::open_cached(path, &cache, limits);
+            }
+            let extraction = Extraction::new(std::env::temp_dir())?;
             archive::extract(path, &extraction.dir, limits)?;
             let root = extraction.dir.clone();
             return Self::open_folder(path, &root, Some(extraction));
         }
         Self::open_folder(path, path, None)
+    }
+
+    /// An archive through the cache: reused when an earlier run extracted the same bytes;
+    /// otherwise extracted into a private folder in the cache, opened, and only when it opens
+    /// as a module renamed to its entry (a broken archive leaves nothing in the cache).
+    fn open_cached(
+        path: &Path,
+        cache: &Path,
+        limits: ArchiveLimits,
+    ) -> Result<HubModule, ModuleError> {
+        let entry = cache.join(sha256_file(path)?);
+        if entry.join(CACHE_COMPLETE).is_file() {
+            let mut module = Self::open_folder(path, &entry, None)?;
+            module.cached = Some(CachedExtraction {
+                dir: entry,
+                reused: true,
+            });
+            return Ok(module);
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(cache)
+            .map_err(|source| ModuleError::Io {
+                path: cache.to_path_buf(),
+                source,
+            })?;
+        let extraction = Extraction::new(cache.to_path_buf())?;
+        archive::extract(path, &extraction.dir, limits)?;
+        // Checked as a module before it may enter the cache.
+        drop(Self::open_folder(path, &extraction.dir, None)?);
+        let io = |source| ModuleError::Io {
+            path: entry.clone(),
+            source,
+        };
+        std::fs::write(extraction.dir.join(CACHE_COMPLETE), b"").map_err(io)?;
+        // An entry without its mark is an unfinished one (a run ended mid-way, or it was
+        // edited): this run's extraction replaces it.
+        if entry.exists() && !entry.join(CACHE_COMPLETE).is_file() {
+            std::fs::remove_dir_all(&entry).map_err(io)?;
+        }
+        match std::fs::rename(&extraction.dir, &entry) {
+            // The entry is no longer the extraction's: keep it.
+            Ok(()) => extraction.keep(),
+            // Another run finished the same entry first: use theirs, drop ours.
+            Err(_) if entry.join(CACHE_COMPLETE).is_file() => drop(extraction),
+            Err(e) => return Err(io(e)),
+        }
+        let mut module = Self::open_folder(path, &entry, None)?;
+        module.cached = Some(CachedExtraction {
+            dir: entry,
+            reused: false,
+        });
+        Ok(module)
+    }
+
+    /// Where this archive's extraction is cached, if it is.
+    pub fn cached_extraction(&self) -> Option<&CachedExtraction> {
+        self.cached.as_ref()
     }
 
     fn open_folder(
@@ -176,6 +364,7 @@ impl HubModule {
             variants,
             bundle,
             _extracted: extracted,
+            cached: None,
         })
     }
 

@@ -19,7 +19,7 @@ pub use convert::{convert, ConvertReport, Provenance};
 pub use error::ModelError;
 pub use export::{export_onnx, ExportReport};
 pub use header::check_safetensors_bytes;
-pub use model::{Model, ModelKind};
+pub use model::{cache_note, Model, ModelKind};
 pub use weights::{ModuleWeights, SafetensorsWeights};
 
 /// `__metadata__` keys written by [`convert`].

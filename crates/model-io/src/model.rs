@@ -80,11 +80,13 @@ impl Model {
         let module = HubModule::open(path)?;
         let extraction = extract_spec(&module)?;
         check_network_weights_are_float(&module, &extraction.spec)?;
+        let mut notes = extraction.notes;
+        notes.extend(cache_note(&module));
         Ok(Model {
             path: path.to_path_buf(),
             spec: extraction.spec,
             disagreements: extraction.disagreements,
-            notes: extraction.notes,
+            notes,
             kind: ModelKind::Module(Box::new(module)),
         })
     }
@@ -96,6 +98,10 @@ impl Model {
         let mut paths = vec![self.path.clone()];
         if let ModelKind::Module(module) = &self.kind {
             let root = module.root();
+            // A cached extraction is a module folder that stays: nothing may be written into it.
+            if module.cached_extraction().is_some() {
+                paths.push(root.to_path_buf());
+            }
             paths.push(root.join("saved_model.pb"));
             paths.push(root.join("tfhub_module.pb"));
             let bundle = module.bundle();
@@ -146,6 +152,16 @@ pub fn extract_spec(module: &HubModule) -> Result<nasnet_genotype::Extraction, M
         .collect();
     nasnet_genotype::extract(&graph.meta_graph, &variables, module.image_size())
         .map_err(|source| ModelError::Genotype { path, source })
+}
+
+/// Said once, when an archive was extracted into the cache by this run.
+pub fn cache_note(module: &HubModule) -> Option<String> {
+    let cached = module.cached_extraction().filter(|c| !c.reused)?;
+    Some(format!(
+        "extracted {} into {} once; later runs reuse it (`amoeba cache clear` removes it)",
+        module.source().display(),
+        cached.dir.display()
+    ))
 }
 
 /// Every variable in the scopes the network reads (stem, cells, final layer) must be float32:

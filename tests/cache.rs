@@ -1,0 +1,129 @@
+//! The cache of extracted archives: a `.tar.gz` is extracted once into
+//! `$AMOEBA_CACHE_DIR/<sha256 of the archive>/`, said once, reused after, listed and cleared by
+//! `amoeba cache`; a broken archive leaves nothing there.
+
+mod common;
+
+use common::repo;
+use std::path::Path;
+use std::process::Command;
+
+const ARCHIVE: &str = "fixtures/modules/amoebanet_a_n3_f8.tar.gz";
+
+fn amoeba(cache: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_amoeba"))
+        .args(args)
+        .env("AMOEBA_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_archive_is_extracted_once_reused_and_cleared() {
+    let cache = tempfile::tempdir().unwrap();
+    let archive = repo(ARCHIVE);
+    let a = archive.to_str().unwrap();
+    let (code, _, err) = amoeba(cache.path(), &["inspect", a]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("later runs reuse it") && err.contains("amoeba cache clear"),
+        "{err}"
+    );
+    let entries = names(cache.path());
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        entries[0].len(),
+        64,
+        "named by the archive's sha256: {entries:?}"
+    );
+    let entry = cache.path().join(&entries[0]);
+    assert!(entry.join("saved_model.pb").is_file());
+    // Reused: no second note, same entry.
+    let (code, _, err) = amoeba(cache.path(), &["inspect", a]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("later runs reuse it"), "{err}");
+    assert_eq!(names(cache.path()), entries);
+    // An output inside the cached module is refused like one inside any input folder.
+    let inside = entry.join("m.safetensors");
+    let (code, _, err) = amoeba(
+        cache.path(),
+        &["convert", a, "-o", inside.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    let (code, out, err) = amoeba(cache.path(), &["cache", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("(1 entries)") && out.contains(&entries[0]),
+        "{out}"
+    );
+    let (code, out, err) = amoeba(cache.path(), &["cache", "clear"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("removed 1 entries"), "{out}");
+    assert!(names(cache.path()).is_empty());
+}
+
+#[test]
+fn an_unfinished_entry_is_extracted_again() {
+    let cache = tempfile::tempdir().unwrap();
+    let a = repo(ARCHIVE);
+    let (code, _, err) = amoeba(cache.path(), &["inspect", a.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let entry = cache.path().join(&names(cache.path())[0]);
+    std::fs::remove_file(entry.join(".amoeba-complete")).unwrap();
+    std::fs::remove_file(entry.join("saved_model.pb")).unwrap();
+    // Without its completion mark the entry is not used: this run extracts again and
+    // replaces it.
+    let (code, _, err) = amoeba(cache.path(), &["inspect", a.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("later runs reuse it"), "{err}");
+    assert!(entry.join("saved_model.pb").is_file() && entry.join(".amoeba-complete").is_file());
+    // Nothing half-made is left beside the entry.
+    assert!(
+        names(cache.path())
+            .iter()
+            .all(|n| !n.starts_with(".amoeba-")),
+        "{:?}",
+        names(cache.path())
+    );
+}
+
+#[test]
+fn a_broken_archive_leaves_nothing_in_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(repo(ARCHIVE)).unwrap();
+    let cut = work.path().join("cut.tar.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, _, err) = amoeba(cache.path(), &["inspect", cut.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cut.tar.gz"), "{err}");
+    assert!(names(cache.path()).is_empty(), "{:?}", names(cache.path()));
+}
+
+#[test]
+fn an_empty_cache_variable_turns_the_cache_off() {
+    let off = Path::new("");
+    let (code, out, err) = amoeba(off, &["cache", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("no cache"), "{out}");
+    let (code, _, err) = amoeba(off, &["inspect", repo(ARCHIVE).to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("later runs reuse it"), "{err}");
+}
