@@ -61,7 +61,10 @@ fn main() -> ExitCode {
     // Unfinished outputs and extracted archives are removed if a signal ends the process.
     safe_fs::cleanup::install();
     // Under --json, an error is a JSON object on standard error too (same exit codes).
-    let json = std::env::args_os().any(|a| a == "--json");
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if json && e.use_stderr() => {

@@ -127,3 +127,56 @@ fn an_empty_cache_variable_turns_the_cache_off() {
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("later runs reuse it"), "{err}");
 }
+
+/// An entry whose files no longer match its mark (cut short, say) is set aside and the
+/// archive extracted again; nothing stale stays.
+#[test]
+fn a_damaged_entry_is_extracted_again() {
+    let cache = tempfile::tempdir().unwrap();
+    let a = repo(ARCHIVE);
+    let (code, _, err) = amoeba(cache.path(), &["inspect", a.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let entry = cache.path().join(&names(cache.path())[0]);
+    let shard = entry.join("variables/variables.data-00000-of-00001");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, _, err) = amoeba(cache.path(), &["inspect", "--check", a.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("later runs reuse it"), "extracted again: {err}");
+    assert_eq!(std::fs::read(&shard).unwrap().len(), bytes.len());
+    assert_eq!(names(cache.path()).len(), 1, "{:?}", names(cache.path()));
+}
+
+/// A cache folder other users can write into is refused, naming it and the way out.
+#[test]
+fn a_cache_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, _, err) = amoeba(cache.path(), &["inspect", repo(ARCHIVE).to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("can be written by other users") && err.contains("AMOEBA_CACHE_DIR"), "{err}");
+    // A symbolic link as the cache folder is refused too.
+    let real = tempfile::tempdir().unwrap();
+    let link = real.path().join("link");
+    std::os::unix::fs::symlink(cache.path(), &link).unwrap();
+    let (code, _, err) = amoeba(&link, &["inspect", repo(ARCHIVE).to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a folder"), "{err}");
+}
+
+/// `cache clear` removes finished entries and the folders of runs that ended without
+/// cleaning up, and nothing else.
+#[test]
+fn clear_removes_entries_and_leftovers_of_gone_runs_only() {
+    let cache = tempfile::tempdir().unwrap();
+    let (code, _, err) = amoeba(cache.path(), &["inspect", repo(ARCHIVE).to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    // A leftover of a process that no longer exists, and a file that is not the cache's.
+    std::fs::create_dir(cache.path().join(".amoeba-module-4000000000-00000000000000aa")).unwrap();
+    std::fs::write(cache.path().join("notes.txt"), "mine").unwrap();
+    let (code, out, err) = amoeba(cache.path(), &["cache", "clear"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("removed 1 entries"), "{out}");
+    assert_eq!(names(cache.path()), ["notes.txt"]);
+}

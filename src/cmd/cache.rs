@@ -37,16 +37,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             super::print_out(&text)?;
         }
         Action::Clear => {
-            for (dir, _) in &entries {
-                std::fs::remove_dir_all(dir)
-                    .map_err(|e| anyhow::anyhow!("{}: cannot remove: {e}", dir.display()))?;
-            }
+            let removed = hub_module::clear_cache(&cache)
+                .map_err(|e| anyhow::anyhow!("{}: cannot clear the cache: {e}", cache.display()))?;
             super::print_done(
-                &format!(
-                    "removed {} entries from {}\n",
-                    entries.len(),
-                    cache.display()
-                ),
+                &format!("removed {removed} entries from {}\n", cache.display()),
                 None,
             )?;
         }

@@ -70,8 +70,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
         json,
     )?;
+    // Under --json the notes are in the document.
     for note in model.notes.iter().chain(&model.disagreements) {
-        super::note(note);
+        if !args.json {
+            super::note(note);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

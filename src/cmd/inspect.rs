@@ -51,12 +51,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         let seconds = start.elapsed().as_secs_f64();
-        eprintln!(
-            "checksums: {} tensors, {} bytes verified in {seconds:.2} s ({:.2} GB/s)",
-            summary.num_variables,
-            summary.num_bytes,
-            summary.num_bytes as f64 / seconds.max(1e-9) / 1e9
-        );
+        if !super::quiet() {
+            eprintln!(
+                "checksums: {} tensors, {} bytes verified in {seconds:.2} s ({:.2} GB/s)",
+                summary.num_variables,
+                summary.num_bytes,
+                summary.num_bytes as f64 / seconds.max(1e-9) / 1e9
+            );
+        }
     }
     if args.json {
         super::print_out(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
@@ -96,11 +98,13 @@ fn inspect_converted(args: &Args) -> anyhow::Result<ExitCode> {
             }
         }
         std::hint::black_box(sum);
-        eprintln!(
+        if !super::quiet() {
+            eprintln!(
             "read: {} tensors, {bytes} bytes in {:.2} s (safetensors holds no checksums; the header and every tensor's extent were checked when opening)",
             tensors.len(),
             start.elapsed().as_secs_f64()
-        );
+            );
+        }
     }
     let spec = &model.spec;
     let get = |k: &str| meta.get(k).cloned().unwrap_or_default();

@@ -18,8 +18,8 @@ mod summary;
 pub use archive::{ArchiveLimits, DEFAULT_MAX_EXTRACTED_BYTES, MAX_ARCHIVE_ENTRIES};
 pub use error::ModuleError;
 pub use module::{
-    cache_dir, cache_entries, set_archive_cache, CachedExtraction, GraphVariant, HubModule,
-    ModuleFormat, CACHE_ENV,
+    cache_dir, cache_entries, clear_cache, set_archive_cache, CachedExtraction, GraphVariant,
+    HubModule, ModuleFormat, CACHE_ENV,
 };
 pub use signature::{Signature, TensorSpec};
 pub use summary::{ModuleSummary, VariableSummary, VariantSummary};

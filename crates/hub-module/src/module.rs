@@ -169,8 +169,10 @@ pub fn cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os(CACHE_ENV) {
         return non_empty(dir);
     }
+    // The XDG spec: a relative XDG_CACHE_HOME is to be ignored.
     std::env::var_os("XDG_CACHE_HOME")
         .and_then(non_empty)
+        .filter(|p| p.is_absolute())
         .or_else(|| {
             std::env::var_os("HOME")
                 .and_then(non_empty)
@@ -179,7 +181,8 @@ pub fn cache_dir() -> Option<PathBuf> {
         .map(|base| base.join("amoeba/modules"))
 }
 
-/// The cache's entries (folders named by an archive's sha256) with their sizes in bytes.
+/// The cache's finished entries (folders named by an archive's sha256, with their completion
+/// mark) with their sizes in bytes.
 pub fn cache_entries(cache: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(cache) {
@@ -193,7 +196,7 @@ pub fn cache_entries(cache: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
-        if is_entry && path.is_dir() {
+        if is_entry && path.is_dir() && path.join(CACHE_COMPLETE).is_file() {
             let size = tree_size(&path);
             out.push((path, size));
         }
@@ -214,6 +217,158 @@ fn tree_size(dir: &Path) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+/// Creates the cache folder private (0700) if missing, and refuses one that another user
+/// could write into or that is a symbolic link (its entries are trusted as modules).
+fn prepare_cache(cache: &Path) -> Result<(), ModuleError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(cache)
+        .map_err(|source| ModuleError::Io {
+            path: cache.to_path_buf(),
+            source,
+        })?;
+    check_private(cache)
+}
+
+/// A folder of the cache must be a real folder of this user that no one else can write.
+fn check_private(dir: &Path) -> Result<(), ModuleError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir).map_err(|source| ModuleError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let problem = if !meta.file_type().is_dir() {
+        Some("is not a folder (a symbolic link is refused)")
+    } else if meta.uid() != safe_fs::effective_uid() {
+        Some("belongs to another user")
+    } else if meta.mode() & 0o022 != 0 {
+        Some("can be written by other users (chmod go-w, or clear it)")
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(ModuleError::Io {
+            path: dir.to_path_buf(),
+            source: std::io::Error::other(format!(
+                "the archive cache {problem}; set {CACHE_ENV} to another folder, or empty to turn the cache off"
+            )),
+        }),
+    }
+}
+
+/// Every regular file under `dir` (relative path, size), sorted.
+fn file_sizes(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            if kind.is_dir() {
+                walk(root, &path, out)?;
+            } else if kind.is_file() && entry.file_name() != CACHE_COMPLETE {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                out.push((rel.to_string_lossy().into_owned(), entry.metadata()?.len()));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// The completion mark: every file's size and path, one a line, written last and flushed to
+/// disk with the files, so a crash cannot leave a marked entry of short files.
+fn write_marker(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let files = file_sizes(dir)?;
+    for (rel, _) in &files {
+        std::fs::File::open(dir.join(rel))?.sync_all()?;
+    }
+    let mut text = String::new();
+    for (rel, size) in &files {
+        text.push_str(&format!("{size}\t{rel}\n"));
+    }
+    let mut marker = std::fs::File::create(dir.join(CACHE_COMPLETE))?;
+    marker.write_all(text.as_bytes())?;
+    marker.sync_all()
+}
+
+/// Whether the entry still holds exactly the files its mark lists, at their sizes.
+fn marker_matches(entry: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(entry.join(CACHE_COMPLETE)) else {
+        return false;
+    };
+    let listed: Vec<(String, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let (size, rel) = l.split_once('\t')?;
+            Some((rel.to_string(), size.parse().ok()?))
+        })
+        .collect();
+    !listed.is_empty() && file_sizes(entry).is_ok_and(|found| found == listed)
+}
+
+/// Moves a broken or unfinished entry aside under a private name, then removes it (so a run
+/// that renames a finished extraction into its place meanwhile loses nothing).
+fn discard(cache: &Path, entry: &Path) -> Result<(), ModuleError> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(std::process::id().into());
+    let aside = cache.join(format!(
+        ".amoeba-stale-{}-{:016x}",
+        std::process::id(),
+        hasher.finish()
+    ));
+    match std::fs::rename(entry, &aside) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&aside);
+            Ok(())
+        }
+        // Another run moved or replaced it first.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ModuleError::Io {
+            path: entry.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Removes every finished entry of the cache (its mark first, so an interrupted clear leaves
+/// unfinished entries, never marked partial ones) and the private folders of runs that ended
+/// without cleaning up (`.amoeba-module-<pid>-…`, `.amoeba-stale-<pid>-…` of gone processes).
+/// Returns how many entries were removed.
+pub fn clear_cache(cache: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for (entry, _) in cache_entries(cache)? {
+        std::fs::remove_file(entry.join(CACHE_COMPLETE))?;
+        std::fs::remove_dir_all(&entry)?;
+        removed += 1;
+    }
+    let leftovers = match std::fs::read_dir(cache) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e),
+    };
+    for item in leftovers.flatten() {
+        let name = item.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(".amoeba-module-")
+            .or_else(|| name.strip_prefix(".amoeba-stale-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let gone = pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        if gone && item.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(item.path())?;
+        }
+    }
+    Ok(removed)
 }
 
 /// The sha256 (hex) of a regular file, read in 1 MiB blocks.
@@ -274,22 +429,24 @@ impl HubModule {
         cache: &Path,
         limits: ArchiveLimits,
     ) -> Result<HubModule, ModuleError> {
-        let entry = cache.join(sha256_file(path)?);
+        let digest = sha256_file(path)?;
+        prepare_cache(cache)?;
+        let entry = cache.join(&digest);
         if entry.join(CACHE_COMPLETE).is_file() {
-            let mut module = Self::open_folder(path, &entry, None)?;
-            module.cached = Some(CachedExtraction {
-                dir: entry,
-                reused: true,
-            });
-            return Ok(module);
+            check_private(&entry)?;
+            // A reused entry must still hold every file at the size it was written with, and
+            // open as a module; otherwise it is set aside and the archive extracted again.
+            if marker_matches(&entry) {
+                if let Ok(mut module) = Self::open_folder(path, &entry, None) {
+                    module.cached = Some(CachedExtraction {
+                        dir: entry,
+                        reused: true,
+                    });
+                    return Ok(module);
+                }
+            }
+            discard(cache, &entry)?;
         }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .create(cache)
-            .map_err(|source| ModuleError::Io {
-                path: cache.to_path_buf(),
-                source,
-            })?;
         let extraction = Extraction::new(cache.to_path_buf())?;
         archive::extract(path, &extraction.dir, limits)?;
         // Checked as a module before it may enter the cache.
@@ -298,11 +455,11 @@ impl HubModule {
             path: entry.clone(),
             source,
         };
-        std::fs::write(extraction.dir.join(CACHE_COMPLETE), b"").map_err(io)?;
-        // An entry without its mark is an unfinished one (a run ended mid-way, or it was
-        // edited): this run's extraction replaces it.
+        write_marker(&extraction.dir).map_err(io)?;
+        // An entry without its mark is an unfinished one (a run ended mid-way): this run's
+        // extraction replaces it.
         if entry.exists() && !entry.join(CACHE_COMPLETE).is_file() {
-            std::fs::remove_dir_all(&entry).map_err(io)?;
+            discard(cache, &entry)?;
         }
         match std::fs::rename(&extraction.dir, &entry) {
             // The entry is no longer the extraction's: keep it.

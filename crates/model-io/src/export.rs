@@ -103,10 +103,10 @@ pub fn export_onnx(
             })
         });
         let written = written.map_err(export_err).and_then(|()| {
-            let provenance = provenance.as_ref().map_err(|e| ModelError::Invalid {
-                path: model.path.clone(),
-                problem: e.to_string(),
-            })?;
+            let Ok(provenance) = provenance.as_ref() else {
+                // The hasher's own error is returned below.
+                return Ok(());
+            };
             let tail = [
                 (
                     keys::SOURCE_FILE.to_string(),
@@ -121,8 +121,8 @@ pub fn export_onnx(
         });
         (written, provenance)
     });
-    written?;
     let provenance = provenance?;
+    written?;
     let data_path = match data {
         Some(((path, _), data_out)) => {
             data_out.persist()?;
@@ -130,7 +130,14 @@ pub fn export_onnx(
         }
         None => None,
     };
-    out.persist()?;
+    // The model names its data file: should the model not land, the new data file must not
+    // stay beside an older model whose offsets it does not match.
+    if let Err(e) = out.persist() {
+        if let Some(path) = &data_path {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e.into());
+    }
     Ok(ExportReport {
         output: output.to_path_buf(),
         data_file: data_path,

@@ -143,6 +143,14 @@ impl OnnxGraph {
         let mut done = 0;
         for (init, h) in self.initializers.iter().zip(&headers) {
             let data = values(self.epsilon, source, init)?;
+            // The lengths above were framed from `byte_len`: a tensor of another size would
+            // corrupt every field after it.
+            if data.len() as u64 != init.byte_len() {
+                return Err(ExportError::Unsupported {
+                    scope: init.name.clone(),
+                    problem: format!("{} bytes computed, {} framed", data.len(), init.byte_len()),
+                });
+            }
             let mut prefix = Vec::with_capacity(h.len() + 24);
             encode_key(GRAPH_INITIALIZER, WireType::LengthDelimited, &mut prefix);
             encode_varint(tensor_len(init, h), &mut prefix);
