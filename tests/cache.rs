@@ -6,21 +6,11 @@ mod common;
 
 use common::repo;
 use std::path::Path;
-use std::process::Command;
 
 const ARCHIVE: &str = "fixtures/modules/amoebanet_a_n3_f8.tar.gz";
 
 fn amoeba(cache: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_amoeba"))
-        .args(args)
-        .env("AMOEBA_CACHE_DIR", cache)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::amoeba_run(args, &[("AMOEBA_CACHE_DIR", cache.as_os_str())])
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -142,7 +132,10 @@ fn a_damaged_entry_is_extracted_again() {
     std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
     let (code, _, err) = amoeba(cache.path(), &["inspect", "--check", a.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("later runs reuse it"), "extracted again: {err}");
+    assert!(
+        err.contains("later runs reuse it"),
+        "extracted again: {err}"
+    );
     assert_eq!(std::fs::read(&shard).unwrap().len(), bytes.len());
     assert_eq!(names(cache.path()).len(), 1, "{:?}", names(cache.path()));
 }
@@ -155,7 +148,10 @@ fn a_cache_others_can_write_is_refused() {
     std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let (code, _, err) = amoeba(cache.path(), &["inspect", repo(ARCHIVE).to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("can be written by other users") && err.contains("AMOEBA_CACHE_DIR"), "{err}");
+    assert!(
+        err.contains("can be written by other users") && err.contains("AMOEBA_CACHE_DIR"),
+        "{err}"
+    );
     // A symbolic link as the cache folder is refused too.
     let real = tempfile::tempdir().unwrap();
     let link = real.path().join("link");
@@ -173,7 +169,12 @@ fn clear_removes_entries_and_leftovers_of_gone_runs_only() {
     let (code, _, err) = amoeba(cache.path(), &["inspect", repo(ARCHIVE).to_str().unwrap()]);
     assert_eq!(code, Some(0), "{err}");
     // A leftover of a process that no longer exists, and a file that is not the cache's.
-    std::fs::create_dir(cache.path().join(".amoeba-module-4000000000-00000000000000aa")).unwrap();
+    std::fs::create_dir(
+        cache
+            .path()
+            .join(".amoeba-module-4000000000-00000000000000aa"),
+    )
+    .unwrap();
     std::fs::write(cache.path().join("notes.txt"), "mine").unwrap();
     let (code, out, err) = amoeba(cache.path(), &["cache", "clear"]);
     assert_eq!(code, Some(0), "{err}");

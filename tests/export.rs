@@ -17,16 +17,10 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 fn export(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_amoeba"))
-        .arg("export")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let args: Vec<&str> = std::iter::once("export")
+        .chain(args.iter().copied())
+        .collect();
+    common::amoeba_run(&args, &[])
 }
 
 #[test]

@@ -6,15 +6,7 @@ mod common;
 use common::{amoeba_stderr, repo, FIXTURE_MODULE};
 
 fn amoeba(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_amoeba"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::amoeba_run(args, &[])
 }
 
 #[test]

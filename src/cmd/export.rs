@@ -71,10 +71,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         json,
     )?;
     // Under --json the notes are in the document.
-    for note in model.notes.iter().chain(&model.disagreements) {
-        if !args.json {
-            super::note(note);
-        }
+    if !args.json {
+        super::model_notes(&model);
     }
     Ok(ExitCode::SUCCESS)
 }

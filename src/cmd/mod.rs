@@ -31,6 +31,13 @@ pub fn note(text: &str) {
     }
 }
 
+/// The model's notes and the places where its names and graph disagreed, as notes.
+pub fn model_notes(model: &model_io::Model) {
+    for text in model.notes.iter().chain(&model.disagreements) {
+        note(text);
+    }
+}
+
 /// A command's closing line (`wrote ...`) on standard output, or, with `--json`, `json` as
 /// one JSON document; nothing for the line under `--quiet`.
 pub fn print_done(line: &str, json: Option<serde_json::Value>) -> anyhow::Result<()> {

@@ -39,3 +39,21 @@ pub fn amoeba_stderr(args: &[&str]) -> (Option<i32>, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs `amoeba ARGS` with `env` set; returns its exit code, standard output and standard error.
+pub fn amoeba_run(
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (Option<i32>, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_amoeba"));
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

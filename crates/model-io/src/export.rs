@@ -68,10 +68,11 @@ pub fn export_onnx(
     let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
     let mut out = safe_fs::AtomicOutput::create(output, &inputs)?;
     let mut data = match external {
-        true => Some((
-            data_file(output),
-            safe_fs::AtomicOutput::create(&data_file(output).0, &inputs)?,
-        )),
+        true => {
+            let file = data_file(output);
+            let out = safe_fs::AtomicOutput::create(&file.0, &inputs)?;
+            Some((file, out))
+        }
         false => None,
     };
     // The checkpoint is checksummed and hashed on other threads while the weights are

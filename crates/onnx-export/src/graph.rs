@@ -324,6 +324,19 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// ReLU, then [`Self::conv1x1`]: how most 1x1 convolutions of a cell read their input.
+    fn relu_conv1x1(
+        &mut self,
+        x: &Value,
+        scope: &str,
+        bn_scope: &str,
+        cout: usize,
+        stride: usize,
+    ) -> Result<Value, ExportError> {
+        let r = self.relu(x);
+        self.conv1x1(&r, scope, bn_scope, cout, stride)
+    }
+
     /// A 1x1 conv of the TF variable `<scope>/weights` with the batch norm `bn_scope`.
     fn conv1x1(
         &mut self,
@@ -441,9 +454,8 @@ impl<'a> Builder<'a> {
         let out_of = |i: usize| outputs.get(i).cloned();
         let net = out_of(layout.input)
             .ok_or_else(|| self.unsupported(scope, "input is not an earlier output"))?;
-        let relu_net = self.relu(&net);
-        let h0 = self.conv1x1(
-            &relu_net,
+        let h0 = self.relu_conv1x1(
+            &net,
             &join(scope, &c.cell.input_conv),
             &join(scope, &c.cell.input_bn),
             br,
@@ -457,16 +469,13 @@ impl<'a> Builder<'a> {
         let h1 = match layout.prev_adjust {
             PrevAdjust::UseInput => net.clone(),
             PrevAdjust::Unchanged => prev,
-            PrevAdjust::Prev1x1 => {
-                let r = self.relu(&prev);
-                self.conv1x1(
-                    &r,
-                    &join(scope, &c.cell.prev_conv),
-                    &join(scope, &c.cell.prev_bn),
-                    br,
-                    1,
-                )?
-            }
+            PrevAdjust::Prev1x1 => self.relu_conv1x1(
+                &prev,
+                &join(scope, &c.cell.prev_conv),
+                &join(scope, &c.cell.prev_bn),
+                br,
+                1,
+            )?,
             PrevAdjust::FactorizedReduction => self.factorized_reduction(&prev, scope, br, true)?,
         };
         let mut states = vec![h0, h1];
@@ -587,16 +596,13 @@ impl<'a> Builder<'a> {
         let cin = x.shape[0];
         match op {
             Operation::Identity if stride == 1 && cin == br => Ok(x.clone()),
-            Operation::Identity | Operation::Conv1x1 => {
-                let r = self.relu(x);
-                self.conv1x1(
-                    &r,
-                    &join(scope, &names.projection_conv),
-                    &join(scope, &names.projection_bn),
-                    br,
-                    stride,
-                )
-            }
+            Operation::Identity | Operation::Conv1x1 => self.relu_conv1x1(
+                x,
+                &join(scope, &names.projection_conv),
+                &join(scope, &names.projection_bn),
+                br,
+                stride,
+            ),
             Operation::AvgPool { kernel } | Operation::MaxPool { kernel } => {
                 let avg = matches!(op, Operation::AvgPool { .. });
                 let pooled = self.pool(x, avg, kernel, stride, scope);
@@ -662,9 +668,8 @@ impl<'a> Builder<'a> {
         };
         let mut current = x.clone();
         if let Some(width) = pre_width {
-            let r = self.relu(&current);
-            current = self.conv1x1(
-                &r,
+            current = self.relu_conv1x1(
+                &current,
                 &join(scope, &names.bottleneck_in),
                 &join(scope, &names.bottleneck_in_bn),
                 width,
@@ -719,9 +724,8 @@ impl<'a> Builder<'a> {
             }
         }
         if pre_width.is_some() {
-            let r = self.relu(&current);
-            current = self.conv1x1(
-                &r,
+            current = self.relu_conv1x1(
+                &current,
                 &join(scope, &names.bottleneck_out),
                 &join(scope, &names.bottleneck_out_bn),
                 br,
@@ -829,15 +833,8 @@ impl<'a> Builder<'a> {
             vec![],
             &join(&c.head.scope, "pool"),
         );
-        let features = self.fresh("features");
-        self.nodes.push(NodeProto {
-            op_type: Some("Flatten".into()),
-            name: Some(features.clone()),
-            input: vec![pooled],
-            output: vec![features.clone()],
-            attribute: vec![int_attr("axis", 1)],
-            ..Default::default()
-        });
+        // The graph's outputs: no value was named so before (cell scopes have slashes).
+        let features = self.node("Flatten", &[&pooled], vec![int_attr("axis", 1)], "features");
         let mut outputs = vec![float_value_info(&features, &[features_n])];
         if let Some(classes) = self.spec.num_classes {
             let head = &c.head;
@@ -853,14 +850,7 @@ impl<'a> Builder<'a> {
                 vec![classes],
                 Recipe::Variable(head.fc_biases.clone()),
             );
-            let logits = self.fresh("logits");
-            self.nodes.push(NodeProto {
-                op_type: Some("Gemm".into()),
-                name: Some(logits.clone()),
-                input: vec![features, w, b],
-                output: vec![logits.clone()],
-                ..Default::default()
-            });
+            let logits = self.node("Gemm", &[&features, &w, &b], vec![], "logits");
             outputs.insert(0, float_value_info(&logits, &[classes]));
         }
         Ok(outputs)
