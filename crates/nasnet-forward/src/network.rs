@@ -251,6 +251,7 @@ impl Network {
     /// The whole batch at once, showing `tap` each cell's output (concatenated for it).
     fn run(&self, images: &Tensor, mut tap: Option<Tap>) -> Result<Outputs, ForwardError> {
         self.check_input(images)?;
+        let _in_pass = crate::tensor::InPass::enter();
         let scaled = self.scale_input(images);
         let stem_out = self.run_stem(&scaled);
         // im2col scratch (the stem and any KxK convolution), reused by every layer of the pass.
