@@ -3,10 +3,28 @@
 //! `data/imagenet_labels.txt` holds 1001 lines: `background` (TF-slim's class 0), then the
 //! 1000 ILSVRC-2012 classes in synset order, the order of TensorFlow's ImageNet models.
 //! It is written by `xtask/python/make_labels.py` from the torchvision 0.20.1 wheel.
+//!
+//! `data/imagenet_synsets.txt` holds the 1000 WordNet ids of those classes in the same
+//! order (sorted), one a line: class `k` (1-based, as in a 1001-class model) is line `k`. It
+//! is TF-slim's `research/slim/datasets/imagenet_lsvrc_2015_synsets.txt` (tensorflow/models),
+//! the list TF-slim builds its ImageNet labels from.
 
 use std::sync::OnceLock;
 
 const IMAGENET_LABELS: &str = include_str!("../data/imagenet_labels.txt");
+const IMAGENET_SYNSETS: &str = include_str!("../data/imagenet_synsets.txt");
+
+/// The 1000 ILSVRC-2012 WordNet ids, sorted; index `k - 1` is class `k` of a 1001-class model.
+pub fn imagenet_synsets() -> &'static [&'static str] {
+    static SYNSETS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    SYNSETS.get_or_init(|| IMAGENET_SYNSETS.lines().collect())
+}
+
+/// The 1-based class (1..=1000, as a 1001-class model numbers it) of a WordNet id such as
+/// `n01440764` (tench: 1); `None` if it is not one of the 1000.
+pub fn synset_class(wnid: &str) -> Option<usize> {
+    imagenet_synsets().binary_search(&wnid).ok().map(|i| i + 1)
+}
 
 /// The 1001 labels, index 0 `background`.
 pub fn imagenet() -> &'static [&'static str] {
@@ -56,6 +74,21 @@ mod tests {
         assert_eq!(labels[1000], "toilet tissue");
         assert_eq!(class_name(0, 1000), "tench");
         assert_eq!(class_name(3, 10), "class 3");
+    }
+
+    #[test]
+    fn synsets_are_the_sorted_thousand_in_label_order() {
+        let synsets = imagenet_synsets();
+        assert_eq!(synsets.len(), 1000);
+        assert!(synsets.windows(2).all(|w| w[0] < w[1]), "sorted, unique");
+        assert!(synsets.iter().all(|s| s.len() == 9 && s.starts_with('n')));
+        // Anchors from WordNet: tench, goldfish, toilet tissue.
+        assert_eq!(synset_class("n01440764"), Some(1));
+        assert_eq!(imagenet()[1], "tench");
+        assert_eq!(synset_class("n01443537"), Some(2));
+        assert_eq!(imagenet()[2], "goldfish");
+        assert_eq!(synset_class("n15075141"), Some(1000));
+        assert_eq!(synset_class("n00000000"), None);
     }
 
     #[test]
