@@ -288,7 +288,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let list_path = dir.path().join("list.txt");
         fs::write(&list_path, b"a.jpg\n\xff\xfe.jpg\n").expect("write");
-        let err = PhotoList::collect(&[], &[list_path.clone()]).expect_err("not UTF-8");
+        let err = PhotoList::collect(&[], std::slice::from_ref(&list_path)).expect_err("not UTF-8");
         assert_eq!(
             err.to_string(),
             format!("{}: line 2: not UTF-8", list_path.display())

@@ -298,9 +298,9 @@ pub fn merge(reports: &[(PathBuf, Report)]) -> Result<Report, MergeError> {
     Ok(merged)
 }
 
-fn check_shape(path: &PathBuf, report: &Report) -> Result<(), MergeError> {
+fn check_shape(path: &std::path::Path, report: &Report) -> Result<(), MergeError> {
     let mismatch = |problem: &str| MergeError::Mismatch {
-        path: path.clone(),
+        path: path.to_path_buf(),
         problem: problem.to_string(),
     };
     if report.format != FORMAT {
