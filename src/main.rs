@@ -35,6 +35,10 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Classify photos (JPEG, PNG): top-K ImageNet labels, TensorFlow's preprocessing.
     Classify(cmd::classify::Args),
+    /// Top-1/top-5 accuracy of photos against ground truth (`filename class` per line).
+    Eval(cmd::eval::Args),
+    /// Merge the reports of `eval --shard K/N --report FILE` runs into one.
+    EvalMerge(cmd::eval::MergeArgs),
     /// Print a shell completion script: `amoeba completions bash > ~/.local/share/bash-completion/completions/amoeba`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -89,6 +93,8 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Classify(args) => cmd::classify::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
+        Command::EvalMerge(args) => cmd::eval::merge(args),
         Command::Completions { shell } => completions(shell),
         Command::Cache(args) => cmd::cache::run(args),
     };

@@ -73,10 +73,16 @@ fn metadata(path: &Path) -> std::collections::HashMap<String, String> {
 }
 
 /// The class indices of `--json` output's `top`, for each photo.
-fn top_indices(json: &serde_json::Value) -> Vec<Vec<usize>> {
-    json.as_array()
-        .expect("an array")
-        .iter()
+/// `--json` output: one JSON object per line.
+fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line one JSON object"))
+        .collect()
+}
+
+fn top_indices(json: &[serde_json::Value]) -> Vec<Vec<usize>> {
+    json.iter()
         .map(|item| {
             item["top"]
                 .as_array()
@@ -108,7 +114,7 @@ fn conformance_photos_get_the_golden_top5_and_features() {
     args.extend(["--features", features.to_str().unwrap()]);
     let out = amoeba(&args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let json = json_lines(&out.stdout);
 
     let golden = conformance().join("amoebanet_a_n6_f16.golden.safetensors");
     assert_eq!(

@@ -61,14 +61,15 @@ fn mkfifo(path: &Path) {
     assert!(status.success());
 }
 
+/// `--json` output: JSON Lines, one object per photo.
 fn json(out: &Output) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
-    v.as_array().expect("a JSON array").clone()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a line of stdout is not JSON ({e}): {line}"))
+        })
+        .collect()
 }
 
 #[test]

@@ -2,6 +2,8 @@
 
 pub mod cache;
 pub mod classify;
+pub mod eval;
+pub mod photos;
 pub mod convert;
 pub mod export;
 pub mod genotype;

@@ -130,11 +130,7 @@ struct Builder {
 
 impl Builder {
     fn add_argument(&mut self, input: &Path) -> Result<(), InputError> {
-        let meta = std::fs::metadata(input).map_err(|source| InputError::Io {
-            path: input.to_path_buf(),
-            source,
-        })?;
-        if meta.is_dir() {
+        if std::fs::metadata(input).is_ok_and(|m| m.is_dir()) {
             let mut found = Vec::new();
             walk(input, input, 0, &mut found)?;
             found.sort();
@@ -145,7 +141,8 @@ impl Builder {
             }
             Ok(())
         } else {
-            // A file named explicitly is taken whatever its extension: decoding tells.
+            // Anything else named explicitly is a photo whatever its extension, even when it
+            // cannot be read: reading it is the photo's own error, reported with the others.
             let key = input.to_string_lossy().into_owned();
             self.push(input.to_path_buf(), key, "as an argument".to_string())
         }
@@ -300,8 +297,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = PhotoList::collect(&[dir.path().to_path_buf()], &[]).expect_err("empty");
         assert!(err.to_string().starts_with("no photos found in "), "{err}");
-        let missing = dir.path().join("missing");
-        let err = PhotoList::collect(&[missing], &[]).expect_err("missing");
+        // A missing photo is the photo's own error, found when it is read.
+        let missing = dir.path().join("missing.jpg");
+        let list = PhotoList::collect(&[missing.clone()], &[]).expect("a photo");
+        assert_eq!(list.photos[0].path, missing);
+        let err = PhotoList::collect(&[], &[dir.path().join("no-list")]).expect_err("no list");
         assert!(err.to_string().contains("cannot read"), "{err}");
     }
 

@@ -11,11 +11,13 @@
 //!   or a WordNet id);
 //! - [`records`]: one JSON object per photo (JSON Lines), and reading a partial file back to
 //!   resume a run;
-//! - [`report`]: top-1/top-5 tallies per class, their merge across shards and the JSON report.
+//! - [`report`]: top-1/top-5 tallies per class, their merge across shards and the JSON report;
+//! - [`features`]: many photos' feature vectors into one safetensors file, spilled to disk.
 //!
 //! Does not own: decoding and resizing (crate `preprocess`, called through a function the
 //! caller passes), the network, or how results are printed (the binary).
 
+pub mod features;
 pub mod inputs;
 pub mod records;
 pub mod report;
