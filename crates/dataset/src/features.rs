@@ -116,7 +116,7 @@ fn header(rows: usize, dim: usize, images: &[String]) -> Vec<u8> {
         },
     });
     let mut text = value.to_string().into_bytes();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(b' ');
     }
     text

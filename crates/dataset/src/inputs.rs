@@ -299,7 +299,7 @@ mod tests {
         assert!(err.to_string().starts_with("no photos found in "), "{err}");
         // A missing photo is the photo's own error, found when it is read.
         let missing = dir.path().join("missing.jpg");
-        let list = PhotoList::collect(&[missing.clone()], &[]).expect("a photo");
+        let list = PhotoList::collect(std::slice::from_ref(&missing), &[]).expect("a photo");
         assert_eq!(list.photos[0].path, missing);
         let err = PhotoList::collect(&[], &[dir.path().join("no-list")]).expect_err("no list");
         assert!(err.to_string().contains("cannot read"), "{err}");
