@@ -112,7 +112,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     if let (Some(file), Some(path)) = (features, &args.features) {
         let rows = file.finish(model.spec.num_features)?;
-        super::note(&format!("wrote {rows} feature vectors to {}", path.display()));
+        super::note(&format!(
+            "wrote {rows} feature vectors to {}",
+            path.display()
+        ));
     }
     if let Some(file) = &results {
         super::note(&format!(
@@ -145,9 +148,9 @@ impl Shown<'_> {
         }
         if let Some(file) = self.results {
             let records: Vec<_> = batch.iter().map(|o| o.record.clone()).collect();
-            return file.append(&records).map_err(|e| {
-                anyhow::anyhow!("{}: cannot write: {e}", file.path().display())
-            });
+            return file
+                .append(&records)
+                .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", file.path().display()));
         }
         if !self.labels && !self.json {
             return Ok(());

@@ -168,7 +168,10 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
             let bytes = safe_fs::read_regular(path, MAX_REPORT_BYTES)
                 .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
             let report: Report = serde_json::from_slice(&bytes).map_err(|e| {
-                anyhow::anyhow!("{}: not an eval report (JSON of `eval --report`): {e}", path.display())
+                anyhow::anyhow!(
+                    "{}: not an eval report (JSON of `eval --report`): {e}",
+                    path.display()
+                )
             })?;
             Ok((path.clone(), report))
         })
@@ -251,7 +254,11 @@ fn predicted_classes(record: &Record, offset: u16) -> Vec<u16> {
     record
         .top
         .iter()
-        .map(|r| u16::try_from(r.index).unwrap_or(u16::MAX).saturating_add(offset))
+        .map(|r| {
+            u16::try_from(r.index)
+                .unwrap_or(u16::MAX)
+                .saturating_add(offset)
+        })
         .collect()
 }
 
@@ -319,8 +326,20 @@ fn summary_text(report: &Report) -> String {
             .join(","),
         report.shard_count
     );
-    let _ = writeln!(text, "top-1 {:.2} % ({} of {})", 100.0 * s.top1_accuracy, t.top1, t.images);
-    let _ = writeln!(text, "top-5 {:.2} % ({} of {})", 100.0 * s.top5_accuracy, t.top5, t.images);
+    let _ = writeln!(
+        text,
+        "top-1 {:.2} % ({} of {})",
+        100.0 * s.top1_accuracy,
+        t.top1,
+        t.images
+    );
+    let _ = writeln!(
+        text,
+        "top-5 {:.2} % ({} of {})",
+        100.0 * s.top5_accuracy,
+        t.top5,
+        t.images
+    );
     let _ = writeln!(text, "{:.2} photos/s", s.images_per_second);
     if !s.worst_classes.is_empty() {
         let _ = writeln!(text, "worst classes (top-1):");
@@ -339,7 +358,11 @@ fn summary_text(report: &Report) -> String {
             w.class,
             w.synset,
             w.images,
-            if confused.is_empty() { "-".to_string() } else { confused.join(", ") }
+            if confused.is_empty() {
+                "-".to_string()
+            } else {
+                confused.join(", ")
+            }
         );
     }
     text

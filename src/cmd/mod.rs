@@ -2,12 +2,12 @@
 
 pub mod cache;
 pub mod classify;
-pub mod eval;
-pub mod photos;
 pub mod convert;
+pub mod eval;
 pub mod export;
 pub mod genotype;
 pub mod inspect;
+pub mod photos;
 pub mod run;
 pub mod verify;
 

@@ -81,13 +81,10 @@ impl FeatureFile {
         let dim = self.dim.unwrap_or(dim);
         let rows = self.images.len();
         let header = header(rows, dim, &self.images);
-        let mut spill = self
-            .spill
-            .into_inner()
-            .map_err(|e| FeatureError::Io {
-                path: self.output.target().to_path_buf(),
-                source: e.into_error(),
-            })?;
+        let mut spill = self.spill.into_inner().map_err(|e| FeatureError::Io {
+            path: self.output.target().to_path_buf(),
+            source: e.into_error(),
+        })?;
         let target = self.output.target().to_path_buf();
         let io = |source| FeatureError::Io {
             path: target.clone(),
@@ -95,7 +92,8 @@ impl FeatureFile {
         };
         spill.rewind().map_err(io)?;
         let out = self.output.file();
-        out.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+        out.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(io)?;
         out.write_all(&header).map_err(io)?;
         std::io::copy(&mut spill, out).map_err(io)?;
         self.output.persist()?;
@@ -134,12 +132,18 @@ mod tests {
         file.push("a.jpg", &[1.0, 2.0, 3.0]).expect("row");
         file.push("b \"q\".png", &[4.0, 5.0, 6.0]).expect("row");
         let err = file.push("c.png", &[1.0]).expect_err("width");
-        assert!(err.to_string().contains("1 values after vectors of 3"), "{err}");
+        assert!(
+            err.to_string().contains("1 values after vectors of 3"),
+            "{err}"
+        );
         assert_eq!(file.finish(3).expect("writes"), 2);
         let bytes = std::fs::read(&path).expect("reads");
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
         let names: Vec<String> = serde_json::from_str(
-            meta.metadata().as_ref().and_then(|m| m.get("images")).expect("images"),
+            meta.metadata()
+                .as_ref()
+                .and_then(|m| m.get("images"))
+                .expect("images"),
         )
         .expect("json");
         assert_eq!(names, ["a.jpg", "b \"q\".png"]);
@@ -152,7 +156,11 @@ mod tests {
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
         assert_eq!(values, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1, "nothing left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("dir").count(),
+            1,
+            "nothing left"
+        );
     }
 
     #[test]

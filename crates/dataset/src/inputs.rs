@@ -116,9 +116,11 @@ impl PhotoList {
 
 /// Whether a file name is a photo's, by its extension.
 pub fn is_photo_name(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| ["jpg", "jpeg", "png"].iter().any(|x| e.eq_ignore_ascii_case(x)))
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        ["jpg", "jpeg", "png"]
+            .iter()
+            .any(|x| e.eq_ignore_ascii_case(x))
+    })
 }
 
 #[derive(Default)]
@@ -248,7 +250,14 @@ mod tests {
     fn folders_are_walked_sorted_with_relative_keys() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        for name in ["b/2.JPEG", "a.png", "b/1.jpg", ".hidden.jpg", "notes.txt", "c/.d/x.png"] {
+        for name in [
+            "b/2.JPEG",
+            "a.png",
+            "b/1.jpg",
+            ".hidden.jpg",
+            "notes.txt",
+            "c/.d/x.png",
+        ] {
             touch(&root.join(name));
         }
         let list = PhotoList::collect(&[root.to_path_buf()], &[]).expect("collects");

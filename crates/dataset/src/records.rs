@@ -203,7 +203,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.jsonl");
         let mut file = RecordsFile::open(&path, 0).expect("opens");
-        file.append(&[record("a.jpg"), record("b.jpg")]).expect("writes");
+        file.append(&[record("a.jpg"), record("b.jpg")])
+            .expect("writes");
         drop(file);
         let mut bytes = std::fs::read(&path).expect("reads");
         bytes.extend_from_slice(b"{\"image\":\"c.j");
@@ -216,7 +217,10 @@ mod tests {
         file.append(&[record("c.jpg")]).expect("writes");
         let again = read_resumable(&path, &images).expect("reads");
         assert_eq!(again.records.len(), 3);
-        assert_eq!(again.complete_bytes, std::fs::metadata(&path).expect("meta").len());
+        assert_eq!(
+            again.complete_bytes,
+            std::fs::metadata(&path).expect("meta").len()
+        );
     }
 
     #[test]
@@ -225,12 +229,22 @@ mod tests {
         let p = Path::new("r.jsonl");
         let a = record("a.jpg").to_line();
         let err = parse_resumable(p, format!("{a}{a}").as_bytes(), &images).expect_err("twice");
-        assert_eq!(err.to_string(), "r.jsonl: line 2: photo `a.jpg` is recorded twice");
+        assert_eq!(
+            err.to_string(),
+            "r.jsonl: line 2: photo `a.jpg` is recorded twice"
+        );
         let z = record("z.jpg").to_line();
         let err = parse_resumable(p, z.as_bytes(), &images).expect_err("foreign");
-        assert!(err.to_string().contains("line 1: photo `z.jpg` is not among"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("line 1: photo `z.jpg` is not among"),
+            "{err}"
+        );
         let err = parse_resumable(p, b"[1,2]\n", &images).expect_err("broken");
-        assert!(err.to_string().starts_with("r.jsonl: line 1: not a record"), "{err}");
+        assert!(
+            err.to_string().starts_with("r.jsonl: line 1: not a record"),
+            "{err}"
+        );
         let missing = read_resumable(Path::new("/nonexistent/r.jsonl"), &images).expect("none");
         assert!(missing.records.is_empty());
     }

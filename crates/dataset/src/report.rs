@@ -232,7 +232,8 @@ pub enum MergeError {
 pub fn merge(reports: &[(PathBuf, Report)]) -> Result<Report, MergeError> {
     let (first_path, first) = reports.first().ok_or(MergeError::Nothing)?;
     let mut merged = first.clone();
-    let mut owner: BTreeMap<u32, &PathBuf> = first.shards.iter().map(|&s| (s, first_path)).collect();
+    let mut owner: BTreeMap<u32, &PathBuf> =
+        first.shards.iter().map(|&s| (s, first_path)).collect();
     check_shape(first_path, first)?;
     for (path, report) in &reports[1..] {
         check_shape(path, report)?;
@@ -309,7 +310,12 @@ fn check_shape(path: &std::path::Path, report: &Report) -> Result<(), MergeError
             report.format
         )));
     }
-    if report.shard_count == 0 || report.shards.iter().any(|&s| s == 0 || s > report.shard_count) {
+    if report.shard_count == 0
+        || report
+            .shards
+            .iter()
+            .any(|&s| s == 0 || s > report.shard_count)
+    {
         return Err(mismatch("its shards are not within 1..=shard_count"));
     }
     Ok(())
@@ -349,7 +355,10 @@ mod tests {
         t.add_failure();
         assert_eq!((t.images, t.top1, t.top5, t.failed), (4, 1, 3, 1));
         assert_eq!(t.classes[&7].confused_with[&1], 2);
-        assert_eq!(t.classes[&9].confused_with[&0], 1, "background counts as a wrong class");
+        assert_eq!(
+            t.classes[&9].confused_with[&0], 1,
+            "background counts as a wrong class"
+        );
         let mut r = report(vec![1], 1, t);
         r.summarize(1);
         assert_eq!(r.summary.top1_accuracy, 0.25);
@@ -362,18 +371,35 @@ mod tests {
 
     #[test]
     fn merge_refuses_other_lists_twice_given_and_missing_shards() {
-        let a = (PathBuf::from("a.json"), report(vec![1], 3, Tally::default()));
-        let b = (PathBuf::from("b.json"), report(vec![2], 3, Tally::default()));
-        let c = (PathBuf::from("c.json"), report(vec![3], 3, Tally::default()));
+        let a = (
+            PathBuf::from("a.json"),
+            report(vec![1], 3, Tally::default()),
+        );
+        let b = (
+            PathBuf::from("b.json"),
+            report(vec![2], 3, Tally::default()),
+        );
+        let c = (
+            PathBuf::from("c.json"),
+            report(vec![3], 3, Tally::default()),
+        );
         assert!(merge(&[a.clone(), b.clone(), c.clone()]).is_ok());
-        let err = merge(&[a.clone(), c.clone()]).expect_err("missing").to_string();
+        let err = merge(&[a.clone(), c.clone()])
+            .expect_err("missing")
+            .to_string();
         assert!(err.starts_with("shards missing: 2 of 3"), "{err}");
         let err = merge(&[a.clone(), b.clone(), b.clone(), c.clone()]).expect_err("twice");
-        assert!(err.to_string().contains("shard 2/3 is also in b.json"), "{err}");
+        assert!(
+            err.to_string().contains("shard 2/3 is also in b.json"),
+            "{err}"
+        );
         let mut other = b.clone();
         other.1.list.digest = "e".into();
         let err = merge(&[a.clone(), other, c.clone()]).expect_err("other list");
-        assert!(err.to_string().starts_with("b.json: another photo list"), "{err}");
+        assert!(
+            err.to_string().starts_with("b.json: another photo list"),
+            "{err}"
+        );
         let mut other = b.clone();
         other.1.network = "other".into();
         assert!(merge(&[a.clone(), other, c.clone()]).is_err());

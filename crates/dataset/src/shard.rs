@@ -45,7 +45,11 @@ impl FromStr for Shard {
             problem,
         };
         let (k, n) = text.split_once('/').ok_or_else(|| error("no `/`"))?;
-        let parse = |s: &str| s.trim().parse::<u32>().map_err(|_| error("not a whole number"));
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|_| error("not a whole number"))
+        };
         let (index, count) = (parse(k)?, parse(n)?);
         if count == 0 || count > MAX_SHARDS {
             return Err(error("N out of range"));

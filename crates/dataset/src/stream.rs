@@ -172,7 +172,10 @@ mod tests {
             },
         );
         assert_eq!(result, Ok(()));
-        assert_eq!(seen, (0..103).map(|i| (i as usize, i * 2)).collect::<Vec<_>>());
+        assert_eq!(
+            seen,
+            (0..103).map(|i| (i as usize, i * 2)).collect::<Vec<_>>()
+        );
         assert_eq!(sizes.iter().sum::<usize>(), 103);
         assert!(sizes[..sizes.len() - 1].iter().all(|&s| s == 8));
     }

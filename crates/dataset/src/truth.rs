@@ -74,7 +74,9 @@ impl GroundTruth {
                 .ok_or_else(|| error(format!("`{text}` has no class: write `filename class`")))?;
             let class = parse_class(class).map_err(error)?;
             if let Some((_, first)) = by_name.insert(name.to_string(), (class, line)) {
-                return Err(error(format!("`{name}` is labelled again (first on line {first})")));
+                return Err(error(format!(
+                    "`{name}` is labelled again (first on line {first})"
+                )));
             }
         }
         if by_name.is_empty() {
@@ -144,7 +146,11 @@ mod tests {
         assert_eq!(truth.class_of("ILSVRC2012_val_00000001.JPEG"), Some(66));
         assert_eq!(truth.class_of("val/ILSVRC2012_val_00000001.JPEG"), Some(66));
         assert_eq!(truth.class_of("sub/dir/b.png"), Some(2));
-        assert_eq!(truth.class_of("b.png"), None, "a key with folders is matched whole");
+        assert_eq!(
+            truth.class_of("b.png"),
+            None,
+            "a key with folders is matched whole"
+        );
         assert_eq!(truth.class_of("my photo.jpg"), Some(1000));
         assert_eq!(truth.class_of("other.jpg"), None);
     }
@@ -157,14 +163,24 @@ mod tests {
             ("a.jpg 1001\n", 1, "out of range"),
             ("a.jpg n99999999\n", 1, "not one of the 1000"),
             ("a.jpg cat\n", 1, "neither"),
-            ("a.jpg 5\n\na.jpg 6\n", 3, "labelled again (first on line 1)"),
+            (
+                "a.jpg 5\n\na.jpg 6\n",
+                3,
+                "labelled again (first on line 1)",
+            ),
         ];
         for (text, line, words) in cases {
             let err = parse(text).expect_err(text).to_string();
-            assert!(err.starts_with(&format!("truth.txt: line {line}: ")), "{err}");
+            assert!(
+                err.starts_with(&format!("truth.txt: line {line}: ")),
+                "{err}"
+            );
             assert!(err.contains(words), "{err}");
         }
-        assert!(matches!(parse("# nothing\n"), Err(TruthError::Empty { .. })));
+        assert!(matches!(
+            parse("# nothing\n"),
+            Err(TruthError::Empty { .. })
+        ));
         let err = GroundTruth::parse(Path::new("t"), b"a.jpg \xff1\n").expect_err("utf8");
         assert_eq!(err.to_string(), "t: line 1: not UTF-8");
     }
