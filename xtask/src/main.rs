@@ -25,7 +25,9 @@
 //! `xtask/.venv` and calls them.
 
 mod bench;
+mod bench_classify;
 mod check_convert;
+mod check_eval;
 mod check_onnx;
 mod child;
 mod fuzz;
@@ -118,6 +120,24 @@ enum Cmd {
         #[arg(long)]
         skip_tf: bool,
     },
+    /// Peak RSS and throughput of `amoeba classify` as the number of photos grows, against
+    /// the forward pass alone.
+    BenchClassify {
+        /// Module (folder or converted file).
+        #[arg(long, default_value = "fixtures/conformance/amoebanet_a_n6_f16")]
+        module: PathBuf,
+        /// Photo counts, one classify process each.
+        #[arg(long, value_delimiter = ',', default_values_t = [100, 1000, 10000])]
+        counts: Vec<usize>,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// The module's image size.
+        #[arg(long, default_value_t = 331)]
+        size: usize,
+        /// Timed forward passes alone (after a warm-up).
+        #[arg(long, default_value_t = 3)]
+        repeats: u32,
+    },
     /// Convert every fixture module with `amoeba convert` and compare the file with
     /// TensorFlow's checkpoint reader; non-zero exit on any difference.
     CheckConvert,
@@ -127,6 +147,13 @@ enum Cmd {
         /// Also a full-size module: a folder made by `cargo xtask synth-full -o DIR`.
         #[arg(long)]
         full: Option<PathBuf>,
+    },
+    /// Run `amoeba eval` and TensorFlow on photos made from the shipped ones, for every
+    /// classification fixture and conformance module; non-zero exit on any top-5 difference.
+    CheckEval {
+        /// Photos to make.
+        #[arg(long, default_value_t = 300)]
+        photos: usize,
     },
     /// Run every cargo-fuzz target for a bounded time.
     Fuzz {
@@ -156,7 +183,24 @@ fn main() -> Result<()> {
             };
             bench::run(&root, &ensure_venv(&root)?, &opts)
         }
+        Cmd::BenchClassify {
+            module,
+            counts,
+            batch,
+            size,
+            repeats,
+        } => bench_classify::run(
+            &root,
+            &bench_classify::Options {
+                module,
+                counts,
+                batch,
+                size,
+                repeats,
+            },
+        ),
         Cmd::CheckConvert => check_convert::run(&root, &ensure_venv(&root)?),
+        Cmd::CheckEval { photos } => check_eval::run(&root, &ensure_venv(&root)?, photos),
         Cmd::CheckOnnx { full } => check_onnx::run(&root, &ensure_venv(&root)?, full.as_deref()),
         Cmd::Fixtures {
             check,
