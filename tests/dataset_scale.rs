@@ -467,3 +467,45 @@ fn a_feature_vector_module_streams_features_to_disk() {
     assert_eq!(images.len(), 4);
     assert!(!images.iter().any(|i| i.ends_with("p001.png")));
 }
+
+#[test]
+fn a_model_of_its_own_classes_is_scored_by_0_based_index() {
+    let dir = tempfile::tempdir().unwrap();
+    photo_folder(&dir.path().join("set"), 2);
+    let set = dir.path().join("set").display().to_string();
+    let ten = common::repo("fixtures/modules/amoebanet_c_n3_f8_224")
+        .display()
+        .to_string();
+    let out = amoeba(&["classify", &ten, &set, "--json", "--top", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let top: Vec<u64> = lines(&out.stdout)
+        .iter()
+        .map(|r| r["top"][0]["index"].as_u64().unwrap())
+        .collect();
+    let labels = dir.path().join("labels.txt");
+    std::fs::write(
+        &labels,
+        format!("p000.png {}\np001.png {}\n", top[0], (top[1] + 1) % 10),
+    )
+    .unwrap();
+    let out = amoeba(&[
+        "eval",
+        &ten,
+        &set,
+        "--labels",
+        labels.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["num_classes"], 10);
+    assert_eq!(report["tally"]["top1"], 1);
+    std::fs::write(&labels, "p000.png n01440764\np001.png 10\n").unwrap();
+    let (code, err) =
+        common::amoeba_stderr(&["eval", &ten, &set, "--labels", labels.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("line 1: a WordNet id, but the model has 10 classes"),
+        "{err}"
+    );
+}

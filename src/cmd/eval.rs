@@ -4,12 +4,15 @@
 //! REPORT...`: the shard reports of one list summed into one.
 //!
 //! Every photo of the run must have a label (checked before anything runs). Classes follow
-//! `dataset::truth`: 1-based ImageNet indices in WordNet-id order, or WordNet ids; a
-//! 1001-class model's logit `k` is class `k` (its class 0, `background`, is never correct), a
-//! 1000-class model's logit `k` is class `k + 1`. A photo that cannot be read is reported,
-//! counted as failed and left out of the accuracy; the exit code is then 2.
+//! `dataset::truth`: for an ImageNet model 1-based ImageNet indices in WordNet-id order, or
+//! WordNet ids (a 1001-class model's logit `k` is class `k`; its class 0, `background`, is
+//! never correct; a 1000-class model's logit `k` is class `k + 1`); for other models the
+//! 0-based logit index. Records and reports number classes as the model's logits. A photo
+//! that cannot be read is reported, counted as failed and left out of the accuracy; the exit
+//! code is then 2.
 
 use super::photos::{self, Classifier, PhotoArgs};
+use anyhow::Context;
 use dataset::records::Record;
 use dataset::report::{self, ListIdentity, Report, Tally};
 use dataset::truth::GroundTruth;
@@ -28,7 +31,8 @@ pub struct Args {
     #[command(flatten)]
     photos: PhotoArgs,
     /// Ground truth: `filename class` per line, class a 1-based ImageNet index (1..=1000,
-    /// WordNet-id order) or a WordNet id such as n01440764.
+    /// WordNet-id order) or a WordNet id such as n01440764; for a model with other classes,
+    /// its 0-based class index.
     #[arg(long, value_name = "FILE")]
     labels: PathBuf,
     /// Append each photo's record (JSON Lines: top-5, truth) to FILE as each batch ends.
@@ -80,18 +84,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.output {
         safe_fs::check_output(path, &inputs)?;
     }
-    let truth = GroundTruth::read(&args.labels)?;
+    let truth_file = GroundTruth::read(&args.labels)?;
     let (list, part) = args.photos.photos()?;
-    let classes: Vec<u16> = truth_of(&truth, &part)?;
     let model = Model::open(&args.model)?;
     super::model_notes(&model);
-    let offset = class_offset(&model)?;
+    let num_classes = num_classes(&model)?;
+    let truth = truth_file.for_model(num_classes)?;
+    let classes: Vec<u32> = truth_of(&truth, &truth_file, &part)?;
     let mut tally = Tally::default();
     let mut todo: Vec<usize> = (0..part.len()).collect();
     let mut results = None;
     if let Some(path) = &args.output {
         let (file, resumed) = photos::open_results(path, &inputs, args.resume, &part)?;
-        let done = tally_resumed(&mut tally, &resumed.records, &part, &classes, offset, path)?;
+        let done = tally_resumed(&mut tally, &resumed.records, &part, &classes, path)?;
         todo.retain(|i| !done.contains(i));
         if args.resume {
             super::note(&format!(
@@ -105,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         results = Some(file);
     }
     let run_photos: Vec<dataset::Photo> = todo.iter().map(|&i| part[i].clone()).collect();
-    let run_classes: Vec<u16> = todo.iter().map(|&i| classes[i]).collect();
+    let run_classes: Vec<u32> = todo.iter().map(|&i| classes[i]).collect();
     let classifier = Classifier::new(&model, 5, args.photos.max_pixels)?;
     let bar = photos::progress_bar("evaluating", run_photos.len());
     let started = Instant::now();
@@ -122,7 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     bar.suspend(|| photos::report_error(message));
                     tally.add_failure();
                 }
-                None => tally.add(truth, &predicted_classes(&record, offset)),
+                None => tally.add(truth, &predicted_classes(&record)),
             }
             records.push(record);
         }
@@ -140,6 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         model: args.model.to_string_lossy().into_owned(),
         network: network_digest(&model)?,
         labels: args.labels.to_string_lossy().into_owned(),
+        num_classes,
         list: ListIdentity {
             photos: list.len() as u64,
             digest: list.digest(),
@@ -210,9 +216,13 @@ fn finish(
 }
 
 /// Each photo's class, or an error naming the photos without one.
-fn truth_of(truth: &GroundTruth, photos: &[dataset::Photo]) -> anyhow::Result<Vec<u16>> {
+fn truth_of(
+    truth: &dataset::truth::ModelTruth,
+    file: &GroundTruth,
+    photos: &[dataset::Photo],
+) -> anyhow::Result<Vec<u32>> {
     let mut missing = Vec::new();
-    let classes: Vec<u16> = photos
+    let classes: Vec<u32> = photos
         .iter()
         .map(|p| {
             truth.class_of(&p.key).unwrap_or_else(|| {
@@ -225,7 +235,7 @@ fn truth_of(truth: &GroundTruth, photos: &[dataset::Photo]) -> anyhow::Result<Ve
         let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
         anyhow::bail!(
             "{}: no label for {} of the {} photos (first: {}); every photo needs one",
-            truth.path.display(),
+            file.path.display(),
             missing.len(),
             photos.len(),
             shown.join(", ")
@@ -234,31 +244,22 @@ fn truth_of(truth: &GroundTruth, photos: &[dataset::Photo]) -> anyhow::Result<Ve
     Ok(classes)
 }
 
-/// What a logit index adds to become a 1-based ImageNet class.
-fn class_offset(model: &Model) -> anyhow::Result<u16> {
-    match model.spec.num_classes {
-        Some(1001) => Ok(0),
-        Some(1000) => Ok(1),
-        Some(n) => anyhow::bail!(
-            "{}: {n} classes; eval scores ImageNet's (1000, or 1001 with background)",
-            model.path.display()
-        ),
-        None => anyhow::bail!(
+/// The model's classes; a feature-vector module has none to score.
+fn num_classes(model: &Model) -> anyhow::Result<u32> {
+    let n = model.spec.num_classes.with_context(|| {
+        format!(
             "{}: a feature-vector module has no classes to score",
             model.path.display()
-        ),
-    }
+        )
+    })?;
+    u32::try_from(n).with_context(|| format!("{}: {n} classes", model.path.display()))
 }
 
-fn predicted_classes(record: &Record, offset: u16) -> Vec<u16> {
+fn predicted_classes(record: &Record) -> Vec<u32> {
     record
         .top
         .iter()
-        .map(|r| {
-            u16::try_from(r.index)
-                .unwrap_or(u16::MAX)
-                .saturating_add(offset)
-        })
+        .map(|r| u32::try_from(r.index).unwrap_or(u32::MAX))
         .collect()
 }
 
@@ -267,8 +268,7 @@ fn tally_resumed(
     tally: &mut Tally,
     records: &[Record],
     photos: &[dataset::Photo],
-    classes: &[u16],
-    offset: u16,
+    classes: &[u32],
     path: &std::path::Path,
 ) -> anyhow::Result<std::collections::HashSet<usize>> {
     let position: std::collections::HashMap<String, usize> = photos
@@ -293,7 +293,7 @@ fn tally_resumed(
         );
         match record.error {
             Some(_) => tally.add_failure(),
-            None => tally.add(classes[i], &predicted_classes(record, offset)),
+            None => tally.add(classes[i], &predicted_classes(record)),
         }
         done.insert(i);
     }

@@ -81,12 +81,16 @@ def tf_cmd(module, photos, out, labels_out):
                     order = np.argsort(-l, kind="stable")[:20]
                     results[p] = {"top20": [[int(i), float(l[i])] for i in order]}
                     k = len(labels)
-                    # Class 0 (background) is never a photo's class: label from the others.
-                    classes = [int(i) for i in order if i != 0]
-                    c = classes[0] if k % 3 == 0 else classes[2] if k % 3 == 1 else int(rng.integers(1, 1001))
+                    # Class 0 of a 1001-class model (background) is never a photo's class;
+                    # 1000- and 1001-class files are 1-based, other models' 0-based.
+                    n = len(l)
+                    classes = [int(i) for i in order if not (n == 1001 and i == 0)]
+                    logit = classes[0] if k % 3 == 0 else classes[2] if k % 3 == 1 else \
+                        int(rng.integers(1 if n == 1001 else 0, n))
+                    c = logit + 1 if n == 1000 else logit
+                    top1 += int(order[0] == logit)
+                    top5 += int(logit in order[:5])
                     labels.append(f"{os.path.basename(p)} {c}\n")
-                    top1 += int(order[0] == c)
-                    top5 += int(c in order[:5])
     with open(labels_out, "w") as f:
         f.writelines(labels)
     with open(out, "w") as f:

@@ -31,9 +31,9 @@ pub struct Record {
     /// Best first (absent for a feature-vector module or a failed photo).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top: Vec<Ranked>,
-    /// Ground truth, 1-based ImageNet class (eval only).
+    /// Ground truth, as the model's logit index (the numbering of `top`; eval only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub truth: Option<u16>,
+    pub truth: Option<u32>,
     /// Why the photo could not be classified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

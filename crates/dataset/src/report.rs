@@ -1,8 +1,8 @@
 //! Accuracy: top-1/top-5 tallies per class, their merge across shards, the JSON report.
 //!
-//! Classes are ImageNet's, 1-based (1..=1000), with 0 for TF-slim's `background`: a
-//! prediction of 0 is never correct. The caller turns a model's logit indices into these
-//! (identity for 1001 classes, `+ 1` for 1000).
+//! Classes are the model's logit indices (for a 1001-class ImageNet model, index 0 is TF-slim's
+//! `background`, which no photo is: predicting it is wrong); names come from the ImageNet
+//! labels for 1000 and 1001 classes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ pub struct ClassTally {
     pub top5: u64,
     /// Wrong top-1 predictions: class → count.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub confused_with: BTreeMap<u16, u64>,
+    pub confused_with: BTreeMap<u32, u64>,
 }
 
 /// Counts over a set of photos.
@@ -32,13 +32,13 @@ pub struct Tally {
     pub top5: u64,
     /// Photos that could not be read or decoded.
     pub failed: u64,
-    pub classes: BTreeMap<u16, ClassTally>,
+    pub classes: BTreeMap<u32, ClassTally>,
 }
 
 impl Tally {
     /// A photo of class `truth` whose predictions, best first, are `top` (at least five
     /// where the model has them).
-    pub fn add(&mut self, truth: u16, top: &[u16]) {
+    pub fn add(&mut self, truth: u32, top: &[u32]) {
         let hit1 = top.first() == Some(&truth);
         let hit5 = top.iter().take(5).any(|&c| c == truth);
         self.images += 1;
@@ -91,6 +91,8 @@ pub struct Report {
     /// sha256 of the network plan's JSON: reports of different networks do not merge.
     pub network: String,
     pub labels: String,
+    /// The model's classes (the logits' width).
+    pub num_classes: u32,
     pub list: ListIdentity,
     /// The shards this report covers (1-based) out of `shard_count`.
     pub shard_count: u32,
@@ -116,7 +118,7 @@ pub struct Summary {
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WorstClass {
-    pub class: u16,
+    pub class: u32,
     pub label: String,
     pub synset: String,
     pub images: u64,
@@ -128,7 +130,7 @@ pub struct WorstClass {
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Confusion {
-    pub class: u16,
+    pub class: u32,
     pub label: String,
     pub count: u64,
 }
@@ -141,11 +143,17 @@ fn ratio(a: u64, b: u64) -> f64 {
     }
 }
 
-/// A 1-based class's name and WordNet id (`background` and no id for 0).
-fn describe(class: u16) -> (String, String) {
-    let label = preprocess::labels::class_name(usize::from(class), 1001);
-    let synset = usize::from(class)
-        .checked_sub(1)
+/// A logit index's name and WordNet id (empty where the model's classes are not ImageNet's,
+/// and for `background`).
+fn describe(class: u32, num_classes: u32) -> (String, String) {
+    let index = class as usize;
+    let label = preprocess::labels::class_name(index, num_classes as usize);
+    let synset_index = match num_classes {
+        1001 => index.checked_sub(1),
+        1000 => Some(index),
+        _ => None,
+    };
+    let synset = synset_index
         .and_then(|i| preprocess::labels::imagenet_synsets().get(i))
         .map_or_else(String::new, |s| (*s).to_string());
     (label, synset)
@@ -156,7 +164,7 @@ impl Report {
     /// (ties: more photos first, then lower class).
     pub fn summarize(&mut self, worst: usize) {
         let t = &self.tally;
-        let mut classes: Vec<(&u16, &ClassTally)> = t.classes.iter().collect();
+        let mut classes: Vec<(&u32, &ClassTally)> = t.classes.iter().collect();
         classes.sort_by(|a, b| {
             ratio(a.1.top1, a.1.images)
                 .total_cmp(&ratio(b.1.top1, b.1.images))
@@ -166,7 +174,7 @@ impl Report {
         let worst_classes = classes
             .into_iter()
             .take(worst)
-            .map(|(&class, c)| worst_class(class, c))
+            .map(|(&class, c)| worst_class(class, c, self.num_classes))
             .collect();
         self.summary = Summary {
             images: t.images,
@@ -183,9 +191,9 @@ impl Report {
     }
 }
 
-fn worst_class(class: u16, c: &ClassTally) -> WorstClass {
-    let (label, synset) = describe(class);
-    let mut confused: Vec<(&u16, &u64)> = c.confused_with.iter().collect();
+fn worst_class(class: u32, c: &ClassTally, num_classes: u32) -> WorstClass {
+    let (label, synset) = describe(class, num_classes);
+    let mut confused: Vec<(&u32, &u64)> = c.confused_with.iter().collect();
     confused.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     WorstClass {
         class,
@@ -199,7 +207,7 @@ fn worst_class(class: u16, c: &ClassTally) -> WorstClass {
             .take(CONFUSIONS_SHOWN)
             .map(|(&class, &count)| Confusion {
                 class,
-                label: describe(class).0,
+                label: describe(class, num_classes).0,
                 count,
             })
             .collect(),
@@ -241,7 +249,7 @@ pub fn merge(reports: &[(PathBuf, Report)]) -> Result<Report, MergeError> {
             path: path.clone(),
             problem,
         };
-        if report.network != first.network {
+        if report.network != first.network || report.num_classes != first.num_classes {
             return Err(mismatch(format!(
                 "another network than {}'s (plan digest {} vs {})",
                 first_path.display(),
@@ -332,6 +340,7 @@ mod tests {
             model: "m".into(),
             network: "net".into(),
             labels: "l".into(),
+            num_classes: 1001,
             list: ListIdentity {
                 photos: 10,
                 digest: "d".into(),
@@ -366,7 +375,16 @@ mod tests {
         let worst = &r.summary.worst_classes[0];
         assert_eq!((worst.class, worst.images), (9, 1));
         assert_eq!(worst.confused_with[0].label, "background");
-        assert_eq!(describe(1), ("tench".to_string(), "n01440764".to_string()));
+        assert_eq!(
+            describe(1, 1001),
+            ("tench".to_string(), "n01440764".to_string())
+        );
+        assert_eq!(
+            describe(0, 1000),
+            ("tench".to_string(), "n01440764".to_string())
+        );
+        assert_eq!(describe(0, 1001), ("background".to_string(), String::new()));
+        assert_eq!(describe(3, 10), ("class 3".to_string(), String::new()));
     }
 
     #[test]
@@ -413,7 +431,7 @@ mod tests {
         /// Tallying shard by shard then merging equals tallying everything at once.
         #[test]
         fn merged_shards_equal_one_run(
-            photos in proptest::collection::vec((1u16..20, proptest::collection::vec(0u16..20, 0..6)), 0..200),
+            photos in proptest::collection::vec((1u32..20, proptest::collection::vec(0u32..20, 0..6)), 0..200),
             count in 1u32..6,
         ) {
             let mut whole = Tally::default();
