@@ -8,11 +8,11 @@
 //! as done: delete its line to try it again.
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// Largest results file read back.
-const MAX_BYTES: u64 = 64 << 30;
+/// Longest line read back (a record with a long path and the top classes is well under).
+const MAX_LINE_BYTES: u64 = 1 << 20;
 
 /// One ranked class.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -91,58 +91,82 @@ impl Resumed {
     }
 }
 
-/// Reads the records of `path` (missing: none), each of which must name one of `images`.
+/// Reads the records of `path` (missing: none), each of which must name one of `images`,
+/// line by line (memory holds the records, not the file).
 pub fn read_resumable(path: &Path, images: &HashSet<&str>) -> Result<Resumed, RecordsError> {
     let io = |source| RecordsError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let bytes = match safe_fs::read_regular(path, MAX_BYTES) {
-        Ok(bytes) => bytes,
+    let file = match safe_fs::open_regular(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Resumed::default()),
         Err(e) => return Err(io(e)),
     };
-    parse_resumable(path, &bytes, images)
+    parse_resumable(path, std::io::BufReader::new(file), images)
 }
 
-/// [`read_resumable`] on bytes already read.
+/// [`read_resumable`] on any reader.
 pub fn parse_resumable(
     path: &Path,
-    bytes: &[u8],
+    mut reader: impl BufRead,
     images: &HashSet<&str>,
 ) -> Result<Resumed, RecordsError> {
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let mut resumed = Resumed {
-        records: Vec::new(),
-        complete_bytes: complete as u64,
-    };
+    let mut resumed = Resumed::default();
     let mut seen = HashSet::new();
-    for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() {
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        let read = reader
+            .by_ref()
+            .take(MAX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|source| RecordsError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        // The end, or an unfinished last line: resumed from the last complete one.
+        if read == 0 || line.last() != Some(&b'\n') {
+            if line.len() as u64 > MAX_LINE_BYTES {
+                return Err(line_error(
+                    path,
+                    number,
+                    format!("longer than {MAX_LINE_BYTES} bytes"),
+                ));
+            }
+            break;
+        }
+        resumed.complete_bytes += read as u64;
+        if line.len() == 1 {
             continue;
         }
-        let record: Record = serde_json::from_slice(line).map_err(|e| RecordsError::Line {
-            path: path.to_path_buf(),
-            line: i + 1,
-            problem: e.to_string(),
-        })?;
+        let record: Record =
+            serde_json::from_slice(&line).map_err(|e| line_error(path, number, e.to_string()))?;
         if !images.contains(record.image.as_str()) {
             return Err(RecordsError::Foreign {
                 path: path.to_path_buf(),
-                line: i + 1,
+                line: number,
                 image: record.image,
             });
         }
         if !seen.insert(record.image.clone()) {
             return Err(RecordsError::Twice {
                 path: path.to_path_buf(),
-                line: i + 1,
+                line: number,
                 image: record.image,
             });
         }
         resumed.records.push(record);
     }
     Ok(resumed)
+}
+
+fn line_error(path: &Path, line: usize, problem: String) -> RecordsError {
+    RecordsError::Line {
+        path: path.to_path_buf(),
+        line,
+        problem,
+    }
 }
 
 /// Appends lines to a results file, each batch synced before the next.
@@ -240,9 +264,16 @@ mod tests {
                 .contains("line 1: photo `z.jpg` is not among"),
             "{err}"
         );
-        let err = parse_resumable(p, b"[1,2]\n", &images).expect_err("broken");
+        let err = parse_resumable(p, &b"[1,2]\n"[..], &images).expect_err("broken");
         assert!(
             err.to_string().starts_with("r.jsonl: line 1: not a record"),
+            "{err}"
+        );
+        let long = format!("{}\n", " ".repeat(2 << 20));
+        let err = parse_resumable(p, long.as_bytes(), &images).expect_err("long");
+        assert!(
+            err.to_string()
+                .contains("line 1: not a record of amoeba's (longer than"),
             "{err}"
         );
         let missing = read_resumable(Path::new("/nonexistent/r.jsonl"), &images).expect("none");
