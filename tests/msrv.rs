@@ -53,7 +53,10 @@ fn the_stated_minimum_rust_covers_every_locked_dependency() {
     );
     // Our own code's needs: `#[target_feature(enable = "avx512...")]` and the AVX-512
     // intrinsics became stable in Rust 1.89.
-    if any_source_contains(&Path::new(env!("CARGO_MANIFEST_DIR")).join("crates"), "\"avx512") {
+    if any_source_contains(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("crates"),
+        "\"avx512",
+    ) {
         assert!(
             version(stated) >= [1, 89, 0],
             "rust-version {stated}: the kernels enable AVX-512 target features, stable since 1.89"

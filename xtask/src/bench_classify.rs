@@ -6,8 +6,8 @@
 //! of them cost no disk. For each count, one `amoeba --quiet classify M --list L --batch B -o
 //! RESULTS` process is measured (wall time, peak RSS from `wait4`); the time per photo is the
 //! slope between consecutive counts (which leaves out loading the model). The forward pass
-//! alone is `amoeba run M --repeat R+1` on a batch of B images (first run dropped), its median
-//! over B. Nothing else should run meanwhile.
+//! alone is `amoeba run M --repeat R+1` on a batch of B images (first run dropped), before
+//! and after the classify runs, the median of both over B. Nothing else should run meanwhile.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,9 +50,8 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
         "forward pass alone: {forward:.4} s/image (median of {} runs at batch {})",
         opts.repeats, opts.batch
     );
-    println!("| photos | wall s | peak RSS MB | s/photo (slope) | vs forward alone |");
-    println!("| ---: | ---: | ---: | ---: | ---: |");
     let mut previous: Option<(usize, f64)> = None;
+    let mut rows = Vec::new();
     for &count in &opts.counts {
         let list = tmp.path().join(format!("list{count}.txt"));
         let text: String = photos[..count]
@@ -81,15 +80,43 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
             );
         }
         let slope = previous.map(|(n, w)| (wall - w) / (count - n) as f64);
+        eprintln!(
+            "bench-classify: {count} photos: {wall:.2} s, {:.0} MB",
+            m.peak_rss as f64 / 1e6
+        );
+        previous = Some((count, wall));
+        rows.push((count, wall, m.peak_rss, slope));
+    }
+    // The forward pass alone again, after: a drift of the machine's speed shows as a
+    // difference between the two, and the median of both is the reference.
+    let after = forward_runs(&amoeba, opts, tmp.path())?;
+    let (before_median, after_median) = (median(&forward_runs), median(&after));
+    forward_runs.extend(after);
+    let forward = median(&forward_runs) / opts.batch as f64;
+    println!(
+        "forward pass alone: {forward:.4} s/image at batch {} (median of {} runs: {:.4} before, {:.4} after)",
+        opts.batch,
+        forward_runs.len(),
+        before_median / opts.batch as f64,
+        after_median / opts.batch as f64
+    );
+    println!("| photos | wall s | peak RSS MB | s/photo (slope) | vs forward alone |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    for (count, wall, rss, slope) in rows {
         println!(
             "| {count} | {wall:.2} | {:.0} | {} | {} |",
-            m.peak_rss as f64 / 1e6,
+            rss as f64 / 1e6,
             slope.map_or("-".into(), |s| format!("{s:.4}")),
             slope.map_or("-".into(), |s| format!("{:.3}", s / forward)),
         );
-        previous = Some((count, wall));
     }
     Ok(())
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// `count` links to the shipped photos, cycled.
@@ -111,8 +138,8 @@ fn make_photos(root: &Path, dir: &Path, count: usize) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
-/// The forward pass's median seconds per image at the batch size.
-fn forward_per_image(amoeba: &Path, opts: &Options, tmp: &Path) -> Result<f64> {
+/// The forward pass's seconds per batch, warm-up dropped.
+fn forward_runs(amoeba: &Path, opts: &Options, tmp: &Path) -> Result<Vec<f64>> {
     let input = tmp.join("images.safetensors");
     write_images(&input, opts.batch, opts.size)?;
     let m = child::measure(
@@ -126,12 +153,11 @@ fn forward_per_image(amoeba: &Path, opts: &Options, tmp: &Path) -> Result<f64> {
             .args(["--repeat", &(opts.repeats + 1).to_string()])
             .env("AMOEBA_CACHE_DIR", ""),
     )?;
-    let mut seconds = m.values("forward_seconds").split_off(1);
+    let seconds = m.values("forward_seconds").split_off(1);
     if seconds.is_empty() {
         bail!("amoeba run printed no forward_seconds: {}", m.stderr);
     }
-    seconds.sort_by(f64::total_cmp);
-    Ok(seconds[seconds.len() / 2] / opts.batch as f64)
+    Ok(seconds)
 }
 
 /// A safetensors file with `images` [B, S, S, 3] float32, all 0.5 (the pass's cost does not

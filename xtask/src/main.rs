@@ -134,8 +134,8 @@ enum Cmd {
         /// The module's image size.
         #[arg(long, default_value_t = 331)]
         size: usize,
-        /// Timed forward passes alone (after a warm-up).
-        #[arg(long, default_value_t = 3)]
+        /// Timed forward passes alone (after a warm-up), before and after the classify runs.
+        #[arg(long, default_value_t = 20)]
         repeats: u32,
     },
     /// Convert every fixture module with `amoeba convert` and compare the file with

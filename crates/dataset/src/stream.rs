@@ -92,6 +92,7 @@ fn work<I, T>(
     prepare: &(impl Fn(&I) -> T + Sync),
     sender: mpsc::Sender<(usize, T)>,
 ) {
+    lower_priority();
     loop {
         let i = {
             let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -107,6 +108,17 @@ fn work<I, T>(
         if sender.send((i, prepare(&items[i]))).is_err() {
             return;
         }
+    }
+}
+
+/// Makes the calling thread yield to the network's threads: the network's pass is what the
+/// run waits for, and preparing photos only has to keep ahead of it.
+fn lower_priority() {
+    // SAFETY: gettid takes no arguments and touches no memory; setpriority on our own thread
+    // id only changes this thread's nice value, and its failure (reported as -1) is harmless.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }
 
