@@ -45,11 +45,7 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
         opts.batch,
         child::load_average()
     );
-    let forward = forward_per_image(&amoeba, opts, tmp.path())?;
-    println!(
-        "forward pass alone: {forward:.4} s/image (median of {} runs at batch {})",
-        opts.repeats, opts.batch
-    );
+    let mut before = forward_runs(&amoeba, opts, tmp.path())?;
     let mut previous: Option<(usize, f64)> = None;
     let mut rows = Vec::new();
     for &count in &opts.counts {
@@ -90,13 +86,13 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     // The forward pass alone again, after: a drift of the machine's speed shows as a
     // difference between the two, and the median of both is the reference.
     let after = forward_runs(&amoeba, opts, tmp.path())?;
-    let (before_median, after_median) = (median(&forward_runs), median(&after));
-    forward_runs.extend(after);
-    let forward = median(&forward_runs) / opts.batch as f64;
+    let (before_median, after_median) = (median(&before), median(&after));
+    before.extend(after);
+    let forward = median(&before) / opts.batch as f64;
     println!(
         "forward pass alone: {forward:.4} s/image at batch {} (median of {} runs: {:.4} before, {:.4} after)",
         opts.batch,
-        forward_runs.len(),
+        before.len(),
         before_median / opts.batch as f64,
         after_median / opts.batch as f64
     );
