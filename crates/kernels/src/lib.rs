@@ -13,6 +13,7 @@
 //! the caller-reusable im2col `scratch` of [`conv2d_with`].
 
 mod batch_norm;
+mod bf16;
 mod conv;
 mod depthwise;
 mod elementwise;
@@ -28,6 +29,7 @@ mod reference;
 mod tests;
 
 pub use batch_norm::{batch_norm_scale_shift, fold_batch_norm};
+pub use bf16::{from_bf16, to_bf16, Bf16Engine};
 pub use conv::{
     conv2d, conv2d_with, dense, pointwise, pointwise_accumulate, pointwise_with, ConvGeom,
 };

@@ -35,11 +35,16 @@ const PARALLEL_MACS: usize = 1 << 18;
 /// A `k x n` weight matrix in column panels: panel `p` holds columns `p*NR ..` (the last
 /// panel is as wide as the columns left, rounded up to 16 with zero columns), stored
 /// row-major `k x width` at offset `p * NR * k`.
+///
+/// Or, made by [`PackedWeights::new_bf16`], the same matrix rounded to bfloat16 in the
+/// layout of the bf16 GEMM (crate::bf16), which [`gemm_packed`] then runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackedWeights {
     k: usize,
     n: usize,
     data: Vec<f32>,
+    /// Set for bf16 weights (`data` is then empty).
+    bf16: Option<crate::bf16::Bf16Weights>,
 }
 
 impl PackedWeights {
@@ -58,7 +63,29 @@ impl PackedWeights {
                 row[..cols].copy_from_slice(&w[i * n + c0..][..cols]);
             }
         }
-        PackedWeights { k, n, data }
+        PackedWeights {
+            k,
+            n,
+            data,
+            bf16: None,
+        }
+    }
+
+    /// Rounds `w` (row-major `k x n`) to bfloat16 for the bf16 GEMM.
+    ///
+    /// Panics if `w.len() != k * n`.
+    pub fn new_bf16(k: usize, n: usize, w: &[f32]) -> PackedWeights {
+        PackedWeights {
+            k,
+            n,
+            data: Vec::new(),
+            bf16: Some(crate::bf16::Bf16Weights::new(k, n, w)),
+        }
+    }
+
+    /// Whether these are bf16 weights.
+    pub fn is_bf16(&self) -> bool {
+        self.bf16.is_some()
     }
 
     /// Rows (input channels).
@@ -81,8 +108,12 @@ impl PackedWeights {
         (&self.data[p * NR * self.k..][..self.k * width], width)
     }
 
-    /// The matrix back in row-major `k x n` order (the inverse of [`PackedWeights::new`]).
+    /// The matrix back in row-major `k x n` order (the inverse of [`PackedWeights::new`]; for
+    /// bf16 weights, the rounded values).
     pub fn to_row_major(&self) -> Vec<f32> {
+        if let Some(b) = &self.bf16 {
+            return b.to_row_major();
+        }
         let mut w = vec![0.0; self.k * self.n];
         for p in 0..self.panels() {
             let (panel, width) = self.panel(p);
@@ -98,6 +129,10 @@ impl PackedWeights {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.data.len() * 4
+            + self
+                .bf16
+                .as_ref()
+                .map_or(0, crate::bf16::Bf16Weights::bytes)
     }
 }
 
@@ -137,6 +172,9 @@ pub fn gemm_packed<F: Fn(usize) -> usize + Sync>(
     dst: &mut [f32],
     dst_rs: usize,
 ) {
+    if let Some(b) = &w.bf16 {
+        return crate::bf16::gemm_bf16(lhs, b, bias, accumulate, dst, dst_rs);
+    }
     let kernel = pick_kernel(Isa::best(), lhs.relu);
     gemm_with(lhs, w, bias, accumulate, dst, dst_rs, kernel)
 }
