@@ -509,3 +509,99 @@ fn a_model_of_its_own_classes_is_scored_by_0_based_index() {
         "{err}"
     );
 }
+
+#[test]
+fn outputs_that_are_one_file_or_one_of_the_photos_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = photo_folder(&dir.path().join("set"), 2);
+    let set = dir.path().join("set").display().to_string();
+    let same = dir.path().join("out").display().to_string();
+    let (code, err) = common::amoeba_stderr(&[
+        "classify",
+        &module(),
+        &set,
+        "-o",
+        &same,
+        "--features",
+        &same,
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("named as both -o and --features"), "{err}");
+    let labels = dir.path().join("labels.txt");
+    std::fs::write(&labels, "p000.png 1\np001.jpg 2\n").unwrap();
+    let (code, err) = common::amoeba_stderr(&[
+        "eval",
+        &module(),
+        &set,
+        "--labels",
+        labels.to_str().unwrap(),
+        "-o",
+        &same,
+        "--report",
+        &same,
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("named as both -o and --report"), "{err}");
+    // A photo named only in a list is an input too.
+    let list = dir.path().join("list.txt");
+    write_list(&list, &photos);
+    let before = std::fs::read(&photos[0]).unwrap();
+    let (code, err) = common::amoeba_stderr(&[
+        "classify",
+        &module(),
+        "--list",
+        list.to_str().unwrap(),
+        "--features",
+        photos[0].to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("p000.png"), "{err}");
+    assert_eq!(
+        std::fs::read(&photos[0]).unwrap(),
+        before,
+        "the photo is untouched"
+    );
+    assert!(!Path::new(&same).exists());
+}
+
+#[test]
+fn a_refused_run_creates_no_results_file() {
+    let dir = tempfile::tempdir().unwrap();
+    photo_folder(&dir.path().join("set"), 1);
+    let results = dir.path().join("r.jsonl");
+    let fv = common::repo("fixtures/modules/amoebanet_a_n3_f8_feature_vector");
+    let (code, err) = common::amoeba_stderr(&[
+        "classify",
+        fv.to_str().unwrap(),
+        dir.path().join("set").to_str().unwrap(),
+        "-o",
+        results.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("feature-vector module"), "{err}");
+    assert!(!results.exists(), "nothing written");
+}
+
+#[test]
+fn eval_does_not_resume_from_classify_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = photo_folder(&dir.path().join("set"), 3);
+    let set = dir.path().join("set").display().to_string();
+    let records = dir.path().join("r.jsonl");
+    let rec = records.to_str().unwrap();
+    let out = amoeba(&["classify", &module(), &set, "--top", "1", "-o", rec]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (labels, _, _) = labels_from_predictions(dir.path(), &photos);
+    let (code, err) = common::amoeba_stderr(&[
+        "eval",
+        &module(),
+        &set,
+        "--labels",
+        labels.to_str().unwrap(),
+        "-o",
+        rec,
+        "--resume",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is not recorded as eval records are"), "{err}");
+}

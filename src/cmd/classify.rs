@@ -53,20 +53,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         !args.photos.images.is_empty() || !args.photos.list.is_empty(),
         "no photos given: name photos or folders, or --list FILE"
     );
-    let inputs = args.photos.input_paths(&args.model);
-    let (_, mut todo) = args.photos.photos()?;
-    let mut features = match &args.features {
-        Some(path) => Some(FeatureFile::create(path, &inputs)?),
-        None => None,
-    };
-    if let Some(path) = &args.output {
+    photos::distinct_outputs(&[
+        ("-o", args.output.as_deref()),
+        ("--features", args.features.as_deref()),
+    ])?;
+    let (_, all) = args.photos.photos()?;
+    let inputs = args.photos.input_paths(&args.model, &all);
+    for path in [&args.output, &args.features].into_iter().flatten() {
         safe_fs::check_output(path, &inputs)?;
     }
     let model = Model::open(&args.model)?;
     super::model_notes(&model);
+    let labels_wanted = model.spec.num_classes.is_some();
+    anyhow::ensure!(
+        labels_wanted || args.features.is_some(),
+        "{}: a feature-vector module (no classification head) has no labels to give; \
+         use --features FILE to write the feature vectors only",
+        args.model.display()
+    );
+    // Everything that can refuse the run is checked before any output is created.
+    let classifier = Classifier::new(&model, args.top, args.photos.max_pixels)?;
+    let mut features = match &args.features {
+        Some(path) => Some(FeatureFile::create(path, &inputs)?),
+        None => None,
+    };
+    let mut todo = all.clone();
+    let mut failed = 0usize;
     let mut results = match &args.output {
         Some(path) => {
             let (file, resumed) = photos::open_results(path, &inputs, args.resume, &todo)?;
+            failed += resumed.records.iter().filter(|r| r.error.is_some()).count();
             let done: HashSet<&str> = resumed.done();
             let before = todo.len();
             todo.retain(|p| !done.contains(photos::image_name(p).as_str()));
@@ -83,16 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let labels_wanted = model.spec.num_classes.is_some();
-    anyhow::ensure!(
-        labels_wanted || features.is_some(),
-        "{}: a feature-vector module (no classification head) has no labels to give; \
-         use --features FILE to write the feature vectors only",
-        args.model.display()
-    );
-    let classifier = Classifier::new(&model, args.top, args.photos.max_pixels)?;
     let bar = photos::progress_bar("classifying", todo.len());
-    let mut failed = 0usize;
     photos::classify_stream(&classifier, &todo, args.photos.pipeline(), |batch| {
         failed += batch.iter().filter(|o| o.record.error.is_some()).count();
         let shown = Shown {
@@ -119,7 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(file) = &results {
         super::note(&format!(
-            "{}: {} photos classified, {failed} failed",
+            "{}: {} photos classified in this run; {failed} of the run's photos failed",
             file.path().display(),
             todo.len()
         ));

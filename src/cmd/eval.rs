@@ -76,16 +76,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         !args.photos.images.is_empty() || !args.photos.list.is_empty(),
         "no photos given: name photos or folders, or --list FILE"
     );
-    let mut inputs = args.photos.input_paths(&args.model);
+    photos::distinct_outputs(&[
+        ("-o", args.output.as_deref()),
+        ("--report", args.report.as_deref()),
+    ])?;
+    let (list, part) = args.photos.photos()?;
+    let mut inputs = args.photos.input_paths(&args.model, &list.photos);
     inputs.push(&args.labels);
-    if let Some(path) = &args.report {
-        safe_fs::check_output(path, &inputs)?;
-    }
-    if let Some(path) = &args.output {
+    for path in [&args.output, &args.report].into_iter().flatten() {
         safe_fs::check_output(path, &inputs)?;
     }
     let truth_file = GroundTruth::read(&args.labels)?;
-    let (list, part) = args.photos.photos()?;
     let model = Model::open(&args.model)?;
     super::model_notes(&model);
     let num_classes = num_classes(&model)?;
@@ -96,7 +97,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut results = None;
     if let Some(path) = &args.output {
         let (file, resumed) = photos::open_results(path, &inputs, args.resume, &part)?;
-        let done = tally_resumed(&mut tally, &resumed.records, &part, &classes, path)?;
+        let done = tally_resumed(
+            &mut tally,
+            &resumed.records,
+            &part,
+            &classes,
+            num_classes,
+            path,
+        )?;
         todo.retain(|i| !done.contains(i));
         if args.resume {
             super::note(&format!(
@@ -145,6 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         model: args.model.to_string_lossy().into_owned(),
         network: network_digest(&model)?,
         labels: args.labels.to_string_lossy().into_owned(),
+        labels_digest: truth_file.digest.clone(),
         num_classes,
         list: ListIdentity {
             photos: list.len() as u64,
@@ -269,6 +278,7 @@ fn tally_resumed(
     records: &[Record],
     photos: &[dataset::Photo],
     classes: &[u32],
+    num_classes: u32,
     path: &std::path::Path,
 ) -> anyhow::Result<std::collections::HashSet<usize>> {
     let position: std::collections::HashMap<String, usize> = photos
@@ -282,8 +292,19 @@ fn tally_resumed(
         let Some(&i) = position.get(&record.image) else {
             continue;
         };
+        // Records of another kind (classify's), of another model or another labels file do
+        // not count: each must be an eval record of this model's classes and these labels.
+        let ranked = record.top.len() == 5.min(num_classes as usize)
+            && record.top.iter().all(|r| r.index < num_classes as usize);
         anyhow::ensure!(
-            record.truth.is_none() || record.truth == Some(classes[i]),
+            record.truth.is_some() && (record.error.is_some() || ranked),
+            "{}: `{}` is not recorded as eval records are (a truth and the top 5 of {num_classes} \
+             classes); resume only a file that eval wrote for this model",
+            path.display(),
+            record.image
+        );
+        anyhow::ensure!(
+            record.truth == Some(classes[i]),
             "{}: `{}` was recorded with class {:?}, the labels now say {}; \
              the labels changed: start a new results file",
             path.display(),

@@ -49,13 +49,40 @@ impl PhotoArgs {
         Pipeline::new(workers, usize::from(self.batch))
     }
 
-    /// Every path the command reads: outputs may be none of them.
-    pub fn input_paths<'a>(&'a self, model: &'a Path) -> Vec<&'a Path> {
+    /// Every path the command reads (the model, the arguments, the lists and every photo
+    /// they name): outputs may be none of them.
+    pub fn input_paths<'a>(&'a self, model: &'a Path, photos: &'a [Photo]) -> Vec<&'a Path> {
         std::iter::once(model)
             .chain(self.images.iter().map(PathBuf::as_path))
             .chain(self.list.iter().map(PathBuf::as_path))
+            .chain(photos.iter().map(|p| p.path.as_path()))
             .collect()
     }
+}
+
+/// Refuses two outputs of one command that are one file (same path, or the same existing
+/// file under two names): one would be renamed over the other.
+pub fn distinct_outputs(outputs: &[(&str, Option<&Path>)]) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let named: Vec<(&str, &Path)> = outputs
+        .iter()
+        .filter_map(|(f, p)| p.map(|p| (*f, p)))
+        .collect();
+    for (i, (flag_a, a)) in named.iter().enumerate() {
+        for (flag_b, b) in &named[i + 1..] {
+            let same_path = std::path::absolute(a).ok() == std::path::absolute(b).ok();
+            let same_file = match (std::fs::metadata(a), std::fs::metadata(b)) {
+                (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+                _ => false,
+            };
+            anyhow::ensure!(
+                !(same_path || same_file),
+                "{}: named as both {flag_a} and {flag_b}; give each output its own file",
+                a.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A photo's path as records and reports show it.
@@ -105,8 +132,17 @@ pub fn classify_stream<'a>(
     mut done: impl FnMut(Vec<Outcome<'a>>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let prepare = |photo: &Photo| {
-        preprocess::preprocess_file(&photo.path, classifier.size, classifier.max_pixels)
-            .map_err(|e| e.to_string())
+        // A decoder bug on one photo is that photo's error, not the end of the run.
+        std::panic::catch_unwind(|| {
+            preprocess::preprocess_file(&photo.path, classifier.size, classifier.max_pixels)
+                .map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{}: the decoder failed on this file (an internal error; please report it)",
+                photo.path.display()
+            ))
+        })
     };
     stream::for_each_batch(photos, pipeline, prepare, |batch| {
         let outcomes = run_batch(classifier, photos, batch)?;

@@ -9,11 +9,16 @@ use std::collections::HashMap;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
+/// The largest header a safetensors reader takes (the `safetensors` crate's limit).
+const MAX_HEADER_BYTES: usize = 100_000_000;
+
 pub struct FeatureFile {
     output: safe_fs::AtomicOutput,
     spill: std::io::BufWriter<std::fs::File>,
     dim: Option<usize>,
     images: Vec<String>,
+    /// The header's size so far, names included (exact but for a few bytes of numbers).
+    header_bound: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +30,8 @@ pub enum FeatureError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: the photos' names would make a safetensors header over {MAX_HEADER_BYTES} bytes, more than readers accept; split the run (--shard K/N)", path.display())]
+    TooManyNames { path: PathBuf },
     #[error("{}: a feature vector of {got} values after vectors of {want}", path.display())]
     Width {
         path: PathBuf,
@@ -50,6 +57,7 @@ impl FeatureFile {
             spill: std::io::BufWriter::new(spill),
             dim: None,
             images: Vec::new(),
+            header_bound: 1024,
         })
     }
 
@@ -68,6 +76,16 @@ impl FeatureFile {
                 path: self.output.target().to_path_buf(),
                 got: features.len(),
                 want,
+            });
+        }
+        // A name is a JSON string (in the `images` array) inside a JSON string (the
+        // metadata value): its share of the header is its text escaped twice, and a comma.
+        let once = serde_json::Value::String(image.to_string()).to_string();
+        let twice = serde_json::Value::String(once).to_string();
+        self.header_bound += twice.len() - 2 + 1;
+        if self.header_bound > MAX_HEADER_BYTES {
+            return Err(FeatureError::TooManyNames {
+                path: self.output.target().to_path_buf(),
             });
         }
         let bytes: Vec<u8> = features.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -136,8 +154,14 @@ mod tests {
             err.to_string().contains("1 values after vectors of 3"),
             "{err}"
         );
+        let bound = file.header_bound;
         assert_eq!(file.finish(3).expect("writes"), 2);
         let bytes = std::fs::read(&path).expect("reads");
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+        assert!(
+            bound >= header_len - 64 && bound <= header_len + 1024,
+            "{bound} vs {header_len}"
+        );
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
         let names: Vec<String> = serde_json::from_str(
             meta.metadata()

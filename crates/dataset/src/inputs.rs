@@ -126,8 +126,24 @@ pub fn is_photo_name(path: &Path) -> bool {
 #[derive(Default)]
 struct Builder {
     photos: Vec<Photo>,
-    /// Where each path was first named, to refuse a second naming.
-    seen: HashMap<PathBuf, String>,
+    /// Where each photo was first named, to refuse a second naming: by device and inode of
+    /// the name itself (a link is its own photo, `./a.jpg` and `a.jpg` are one), by path for
+    /// a name that does not exist.
+    seen: HashMap<Identity, String>,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+enum Identity {
+    File(u64, u64),
+    Missing(PathBuf),
+}
+
+fn identity(path: &Path) -> Identity {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Identity::File(m.dev(), m.ino()),
+        Err(_) => Identity::Missing(path.to_path_buf()),
+    }
 }
 
 impl Builder {
@@ -183,14 +199,15 @@ impl Builder {
         if self.photos.len() >= MAX_PHOTOS {
             return Err(InputError::TooMany);
         }
-        if let Some(first) = self.seen.get(&path) {
+        let id = identity(&path);
+        if let Some(first) = self.seen.get(&id) {
             return Err(InputError::Duplicate {
                 path,
                 first: first.clone(),
                 second: origin,
             });
         }
-        self.seen.insert(path.clone(), origin);
+        self.seen.insert(id, origin);
         self.photos.push(Photo { path, key });
         Ok(())
     }
@@ -284,9 +301,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let list_path = dir.path().join("list.txt");
         fs::write(&list_path, "a.jpg\nb.jpg\na.jpg\n").expect("write");
-        let err = PhotoList::collect(&[], &[list_path]).expect_err("duplicate");
+        let err = PhotoList::collect(&[], std::slice::from_ref(&list_path)).expect_err("duplicate");
         let text = err.to_string();
         assert!(text.contains("line 1") && text.contains("line 3"), "{text}");
+        // One existing file under two spellings is one photo; a link to it is another.
+        touch(&dir.path().join("a.jpg"));
+        std::os::unix::fs::symlink(dir.path().join("a.jpg"), dir.path().join("link.jpg"))
+            .expect("link");
+        fs::write(&list_path, "a.jpg\nlink.jpg\n./a.jpg\n").expect("write");
+        let err = PhotoList::collect(&[], &[list_path]).expect_err("duplicate");
+        assert!(err.to_string().contains("line 1 and"), "{err}");
     }
 
     #[test]

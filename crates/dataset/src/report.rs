@@ -57,21 +57,47 @@ impl Tally {
         self.failed += 1;
     }
 
-    /// Adds another tally's counts to this one.
-    pub fn merge(&mut self, other: &Tally) {
-        self.images += other.images;
-        self.top1 += other.top1;
-        self.top5 += other.top5;
-        self.failed += other.failed;
+    /// Adds another tally's counts to this one; `None` (and this tally unspecified) if a
+    /// count would overflow, which only a forged report can make happen.
+    pub fn merge(&mut self, other: &Tally) -> Option<()> {
+        let add = |a: &mut u64, b: u64| -> Option<()> {
+            *a = a.checked_add(b)?;
+            Some(())
+        };
+        add(&mut self.images, other.images)?;
+        add(&mut self.top1, other.top1)?;
+        add(&mut self.top5, other.top5)?;
+        add(&mut self.failed, other.failed)?;
         for (class, theirs) in &other.classes {
             let ours = self.classes.entry(*class).or_default();
-            ours.images += theirs.images;
-            ours.top1 += theirs.top1;
-            ours.top5 += theirs.top5;
+            add(&mut ours.images, theirs.images)?;
+            add(&mut ours.top1, theirs.top1)?;
+            add(&mut ours.top5, theirs.top5)?;
             for (c, n) in &theirs.confused_with {
-                *ours.confused_with.entry(*c).or_default() += n;
+                add(ours.confused_with.entry(*c).or_default(), *n)?;
             }
         }
+        Some(())
+    }
+
+    /// Whether the counts are ones a tally can hold: top-1 <= top-5 <= photos, overall and
+    /// per class, the classes summing to the totals, every class below `num_classes`.
+    fn consistent(&self, num_classes: u32) -> bool {
+        let ok = |images: u64, top1: u64, top5: u64| top1 <= top5 && top5 <= images;
+        let sum = |f: fn(&ClassTally) -> u64| {
+            self.classes
+                .values()
+                .try_fold(0u64, |acc, c| acc.checked_add(f(c)))
+        };
+        ok(self.images, self.top1, self.top5)
+            && self.classes.iter().all(|(&k, c)| {
+                k < num_classes
+                    && ok(c.images, c.top1, c.top5)
+                    && c.confused_with.keys().all(|&p| p < num_classes)
+            })
+            && sum(|c| c.images) == Some(self.images)
+            && sum(|c| c.top1) == Some(self.top1)
+            && sum(|c| c.top5) == Some(self.top5)
     }
 }
 
@@ -88,9 +114,12 @@ pub struct Report {
     pub format: String,
     /// The model as named on the command line (informative: paths differ between machines).
     pub model: String,
-    /// sha256 of the network plan's JSON: reports of different networks do not merge.
+    /// sha256 of the network plan's JSON (the architecture, not the weights: two checkpoints
+    /// of one architecture share it): reports of different networks do not merge.
     pub network: String,
     pub labels: String,
+    /// sha256 of the ground-truth file: reports scored against other labels do not merge.
+    pub labels_digest: String,
     /// The model's classes (the logits' width).
     pub num_classes: u32,
     pub list: ListIdentity,
@@ -257,6 +286,14 @@ pub fn merge(reports: &[(PathBuf, Report)]) -> Result<Report, MergeError> {
                 first.network
             )));
         }
+        if report.labels_digest != first.labels_digest {
+            return Err(mismatch(format!(
+                "scored against other ground truth than {}'s (labels digest {} vs {})",
+                first_path.display(),
+                report.labels_digest,
+                first.labels_digest
+            )));
+        }
         if report.list != first.list || report.shard_count != first.shard_count {
             return Err(mismatch(format!(
                 "another photo list or split than {}'s ({} photos in {} shards, digest {}, vs {} in {}, {})",
@@ -279,8 +316,11 @@ pub fn merge(reports: &[(PathBuf, Report)]) -> Result<Report, MergeError> {
                 });
             }
         }
-        merged.tally.merge(&report.tally);
-        merged.timed_images += report.timed_images;
+        merged
+            .tally
+            .merge(&report.tally)
+            .ok_or_else(|| mismatch("its counts overflow".into()))?;
+        merged.timed_images = merged.timed_images.saturating_add(report.timed_images);
         merged.seconds += report.seconds;
     }
     let missing: Vec<String> = (1..=first.shard_count)
@@ -326,6 +366,15 @@ fn check_shape(path: &std::path::Path, report: &Report) -> Result<(), MergeError
     {
         return Err(mismatch("its shards are not within 1..=shard_count"));
     }
+    let distinct: std::collections::BTreeSet<&u32> = report.shards.iter().collect();
+    if distinct.len() != report.shards.len() {
+        return Err(mismatch("it names a shard twice"));
+    }
+    if !report.tally.consistent(report.num_classes) {
+        return Err(mismatch(
+            "its counts are not a tally's (top-1 <= top-5 <= photos, classes summing to the totals, each below the class count)",
+        ));
+    }
     Ok(())
 }
 
@@ -340,6 +389,7 @@ mod tests {
             model: "m".into(),
             network: "net".into(),
             labels: "l".into(),
+            labels_digest: "ld".into(),
             num_classes: 1001,
             list: ListIdentity {
                 photos: 10,
@@ -424,6 +474,17 @@ mod tests {
         let mut bad = a.clone();
         bad.1.format = "x".into();
         assert!(merge(&[bad]).is_err());
+        let mut other = b.clone();
+        other.1.labels_digest = "other".into();
+        let err = merge(&[a.clone(), other, c.clone()]).expect_err("other labels");
+        assert!(err.to_string().contains("other ground truth"), "{err}");
+        let mut forged = a.clone();
+        forged.1.tally.top1 = 5;
+        let err = merge(&[forged, b.clone(), c.clone()]).expect_err("forged");
+        assert!(err.to_string().contains("not a tally's"), "{err}");
+        let mut twice = a.clone();
+        twice.1.shards = vec![1, 1];
+        assert!(merge(&[twice, b.clone(), c.clone()]).is_err());
         assert!(matches!(merge(&[]), Err(MergeError::Nothing)));
     }
 
@@ -438,6 +499,7 @@ mod tests {
             for (truth, top) in &photos {
                 whole.add(*truth, top);
             }
+            prop_assert!(whole.consistent(1001));
             let mut parts = Vec::new();
             for index in 1..=count {
                 let mut t = Tally::default();

@@ -7,6 +7,7 @@
 //! With `window` at twice the batch, one batch is prepared while the caller runs the other.
 
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, PoisonError};
 
@@ -37,16 +38,36 @@ impl Pipeline {
 }
 
 /// Where the workers are: the next item to take, the items the caller has finished, and
-/// whether to stop.
+/// whether to stop (the caller is done, failed or panicked, or a worker panicked).
 struct Progress {
     next: usize,
     finished: usize,
     stop: bool,
+    /// A worker's panic, re-raised on the caller's thread once everything has stopped.
+    panic: Option<Box<dyn std::any::Any + Send>>,
+}
+
+/// Tells the workers to stop when dropped: on the caller's return, error or panic alike, so
+/// that no worker is left waiting for a window that will never move.
+struct StopOnDrop<'a> {
+    state: &'a Mutex<Progress>,
+    wake: &'a Condvar,
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stop = true;
+        self.wake.notify_all();
+    }
 }
 
 /// Calls `prepare` on every item (on the pipeline's threads, ahead of the caller) and
 /// `consume` on each batch of prepared items in order, as `(position, prepared)` pairs.
 /// Stops at `consume`'s first error and returns it; items not yet prepared then never are.
+/// A panic in `prepare` or `consume` stops every thread and is re-raised here, never a hang.
 pub fn for_each_batch<I, T, E>(
     items: &[I],
     pipeline: Pipeline,
@@ -61,26 +82,35 @@ where
         next: 0,
         finished: 0,
         stop: false,
+        panic: None,
     });
     let wake = Condvar::new();
     let (sender, receiver) = mpsc::channel::<(usize, T)>();
-    std::thread::scope(|scope| {
+    let result = std::thread::scope(|scope| {
         for _ in 0..pipeline.workers.min(items.len()) {
             let sender = sender.clone();
             let (state, wake, prepare) = (&state, &wake, &prepare);
             scope.spawn(move || work(items, pipeline.window, state, wake, prepare, sender));
         }
         drop(sender);
-        let result = deliver(items.len(), pipeline.batch, &receiver, &mut consume, |n| {
+        let _stop = StopOnDrop {
+            state: &state,
+            wake: &wake,
+        };
+        deliver(items.len(), pipeline.batch, &receiver, &mut consume, |n| {
             let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
             s.finished = n;
             wake.notify_all();
-        });
-        let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
-        s.stop = true;
-        wake.notify_all();
-        result
-    })
+        })
+    });
+    let panic = state
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .panic;
+    if let Some(payload) = panic {
+        resume_unwind(payload);
+    }
+    result
 }
 
 /// A worker: takes the next item while it is within the window, prepares it, sends it.
@@ -105,8 +135,19 @@ fn work<I, T>(
             s.next += 1;
             s.next - 1
         };
-        if sender.send((i, prepare(&items[i]))).is_err() {
-            return;
+        match catch_unwind(AssertUnwindSafe(|| prepare(&items[i]))) {
+            Ok(value) => {
+                if sender.send((i, value)).is_err() {
+                    return;
+                }
+            }
+            Err(payload) => {
+                let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
+                s.stop = true;
+                s.panic.get_or_insert(payload);
+                wake.notify_all();
+                return;
+            }
         }
     }
 }
@@ -144,8 +185,8 @@ fn deliver<T, E>(
                     Ok((j, v)) => {
                         pending.insert(j, v);
                     }
-                    // Every worker has gone without sending item i: only a panic does that,
-                    // and the scope re-raises it when it joins them.
+                    // Every worker has gone without sending item i: only a worker's panic
+                    // does that, and `for_each_batch` re-raises it.
                     Err(_) => return Ok(()),
                 }
             };
@@ -237,6 +278,36 @@ mod tests {
         );
         assert_eq!(result, Err("disk full"));
         assert!(prepared.load(Ordering::SeqCst) <= 3 * 4 + 8);
+    }
+
+    /// A panic on either side ends the stream with that panic, promptly (a hang here would
+    /// time the test out).
+    #[test]
+    fn a_panic_in_prepare_or_consume_is_re_raised_not_a_hang() {
+        let items: Vec<usize> = (0..100).collect();
+        let prepare_panics = std::panic::catch_unwind(|| {
+            let _: Result<(), ()> = for_each_batch(
+                &items,
+                Pipeline::new(2, 4),
+                |&i| assert!(i != 3, "photo 3"),
+                |_| Ok(()),
+            );
+        });
+        assert!(prepare_panics.is_err());
+        let consume_panics = std::panic::catch_unwind(|| {
+            let mut batches = 0;
+            let _: Result<(), ()> = for_each_batch(
+                &items,
+                Pipeline::new(2, 4),
+                |_| (),
+                |_| {
+                    batches += 1;
+                    assert!(batches != 2, "batch 2");
+                    Ok(())
+                },
+            );
+        });
+        assert!(consume_panics.is_err());
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub enum TruthError {
 #[derive(Debug)]
 pub struct GroundTruth {
     pub path: PathBuf,
+    /// sha256 of the file's bytes: shard reports merge only when they used the same file.
+    pub digest: String,
     /// File name as written → (class as written, line).
     by_name: HashMap<String, (Class, usize)>,
 }
@@ -94,8 +96,14 @@ impl GroundTruth {
                 path: path.to_path_buf(),
             });
         }
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Ok(GroundTruth {
             path: path.to_path_buf(),
+            digest,
             by_name,
         })
     }
