@@ -72,7 +72,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.model.display()
     );
     // Everything that can refuse the run is checked before any output is created.
-    let classifier = Classifier::new(&model, args.top, args.photos.max_pixels)?;
+    let classifier = Classifier::new(
+        &model,
+        args.top,
+        args.photos.max_pixels,
+        args.photos.precision,
+    )?;
     let mut features = match &args.features {
         Some(path) => Some(FeatureFile::create(path, &inputs)?),
         None => None,

@@ -119,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let run_photos: Vec<dataset::Photo> = todo.iter().map(|&i| part[i].clone()).collect();
     let run_classes: Vec<u32> = todo.iter().map(|&i| classes[i]).collect();
-    let classifier = Classifier::new(&model, 5, args.photos.max_pixels)?;
+    let classifier = Classifier::new(&model, 5, args.photos.max_pixels, args.photos.precision)?;
     let bar = photos::progress_bar("evaluating", run_photos.len());
     let started = Instant::now();
     let mut position = 0;

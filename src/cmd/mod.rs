@@ -50,6 +50,47 @@ pub fn print_done(line: &str, json: Option<serde_json::Value>) -> anyhow::Result
     }
 }
 
+/// `--precision`: the arithmetic of the network's GEMMs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    /// float32 everywhere (the reference).
+    #[default]
+    F32,
+    /// bfloat16 inputs and float32 sums in the GEMMs (AMX or AVX512-BF16; f32, with a note,
+    /// on a CPU that has neither).
+    Bf16,
+}
+
+impl PrecisionArg {
+    pub fn precision(self) -> nasnet_forward::Precision {
+        match self {
+            PrecisionArg::F32 => nasnet_forward::Precision::F32,
+            PrecisionArg::Bf16 => nasnet_forward::Precision::Bf16,
+        }
+    }
+}
+
+/// The model's network at `precision`, with a note saying what bf16 runs on (or that this
+/// CPU has no bf16 hardware, so f32 runs).
+pub fn load_network(
+    model: &model_io::Model,
+    precision: PrecisionArg,
+) -> anyhow::Result<nasnet_forward::Network> {
+    let network = model.network_with(precision.precision())?;
+    if precision == PrecisionArg::Bf16 {
+        match network.precision() {
+            nasnet_forward::Precision::Bf16 => note(&format!(
+                "bf16: the GEMMs run on {}",
+                nasnet_forward::Bf16Engine::detect().name()
+            )),
+            nasnet_forward::Precision::F32 => {
+                note("bf16: this CPU has neither AMX-BF16 nor AVX512-BF16; running f32")
+            }
+        }
+    }
+    Ok(network)
+}
+
 /// Verification ran and failed.
 pub const EXIT_VERIFY_FAILED: u8 = 1;
 /// Bad input or usage.

@@ -31,6 +31,9 @@ pub struct PhotoArgs {
     /// Refuse photos with more pixels than this (checked from the header, before decoding).
     #[arg(long, default_value_t = preprocess::DEFAULT_MAX_PIXELS)]
     pub max_pixels: u64,
+    /// The GEMMs' arithmetic.
+    #[arg(long, value_enum, default_value_t)]
+    pub precision: super::PrecisionArg,
 }
 
 impl PhotoArgs {
@@ -100,7 +103,12 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    pub fn new(model: &model_io::Model, top: usize, max_pixels: u64) -> anyhow::Result<Self> {
+    pub fn new(
+        model: &model_io::Model,
+        top: usize,
+        max_pixels: u64,
+        precision: super::PrecisionArg,
+    ) -> anyhow::Result<Self> {
         let [height, width] = model.spec.image_size;
         anyhow::ensure!(
             height == width,
@@ -108,7 +116,7 @@ impl Classifier {
             model.path.display()
         );
         Ok(Classifier {
-            network: model.network()?,
+            network: super::load_network(model, precision)?,
             size: height,
             top,
             max_pixels,

@@ -26,6 +26,9 @@ pub struct Args {
     /// Print the result as one JSON document.
     #[arg(long)]
     json: bool,
+    /// The GEMMs' arithmetic.
+    #[arg(long, value_enum, default_value_t)]
+    precision: super::PrecisionArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -38,7 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Again with every file of the model (a module folder's files, through links too).
     let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
     safe_fs::check_output(&args.output, &inputs)?;
-    let network = model.network()?;
+    let network = super::load_network(&model, args.precision)?;
     let out = timed_forwards(&network, &images, args.repeat)
         .with_context(|| format!("{}: cannot run these images", args.input.display()))?;
     let n = out.n;

@@ -12,20 +12,31 @@ pub struct Args {
     /// Golden outputs made by TensorFlow (`cargo xtask golden`).
     #[arg(long)]
     golden: PathBuf,
-    /// Absolute tolerance, scaled by max(1, max |golden|) per tensor (finite, >= 0).
-    #[arg(long, default_value_t = 1e-4, value_parser = verify::parse_tolerance)]
-    atol: f32,
+    /// Absolute tolerance, scaled by max(1, max |golden|) per tensor (finite, >= 0)
+    /// [default: 1e-4; with --precision bf16, the bf16 bar (README)].
+    #[arg(long, value_parser = verify::parse_tolerance)]
+    atol: Option<f32>,
     /// Relative tolerance per element (finite, >= 0).
     #[arg(long, default_value_t = 0.0, value_parser = verify::parse_tolerance)]
     rtol: f32,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// The GEMMs' arithmetic (f32 is the reference; bf16 is checked with its own bar).
+    #[arg(long, value_enum, default_value_t)]
+    precision: super::PrecisionArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // bf16's own bar (README "bf16"): a looser atol, and the top-1 class in place of the
+    // top-5 order, which near-tied scores of random-weight fixtures swap under bf16 rounding.
+    let (default_atol, top_k) = match args.precision {
+        super::PrecisionArg::F32 => (Options::default().atol, Options::default().top_k),
+        super::PrecisionArg::Bf16 => (verify::BF16_ATOL, 1),
+    };
     let options = Options {
-        atol: args.atol,
+        atol: args.atol.unwrap_or(default_atol),
+        top_k,
         rtol: args.rtol,
         ..Options::default()
     };
@@ -35,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let model = Model::open(&args.model)?;
     // The weights are checked against the model's own description first, so that a model
     // at odds with itself is named as such, not blamed on the golden file.
-    let network = model.network()?;
+    let network = super::load_network(&model, args.precision)?;
     golden.check_against(&model.spec)?;
     let report = verify::verify(&network, &golden, options)?;
     if args.json {

@@ -127,9 +127,18 @@ impl Model {
 
     /// Loads the runnable network.
     pub fn network(&self) -> Result<nasnet_forward::Network, ModelError> {
-        Ok(nasnet_forward::Network::load(
+        self.network_with(nasnet_forward::Precision::F32)
+    }
+
+    /// [`Model::network`] at a precision (bf16 falls back to f32 without bf16 hardware).
+    pub fn network_with(
+        &self,
+        precision: nasnet_forward::Precision,
+    ) -> Result<nasnet_forward::Network, ModelError> {
+        Ok(nasnet_forward::Network::load_with(
             &self.spec,
             self.weights().as_ref(),
+            precision,
         )?)
     }
 }

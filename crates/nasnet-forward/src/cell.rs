@@ -376,6 +376,7 @@ mod tests {
         let loader = Loader {
             src: &Empty,
             eps: 1e-3,
+            precision: Default::default(),
         };
         let Err(e) = load_factorized_reduction(&loader, "cell_stem_1", 32, 45) else {
             panic!("loaded a factorized reduction to 45 channels");

@@ -30,6 +30,36 @@ pub(crate) struct Loader<'a> {
     pub src: &'a dyn WeightSource,
     /// The graph's FusedBatchNorm epsilon.
     pub eps: f32,
+    /// How the convolutions' weights are packed: f32, or rounded to bf16.
+    pub precision: Precision,
+}
+
+/// The arithmetic of the network's GEMMs (pointwise, stem and other KxK convolutions):
+/// float32, or bfloat16 inputs with float32 sums where the CPU has bf16 hardware (AMX or
+/// AVX512-BF16; see `kernels::Bf16Engine`). Depthwise convolutions, pooling, the
+/// classifier and every activation stay float32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+/// Weights packed for the precision asked for.
+pub(crate) fn pack(precision: Precision, k: usize, n: usize, w: &[f32]) -> PackedWeights {
+    match precision {
+        Precision::F32 => PackedWeights::new(k, n, w),
+        Precision::Bf16 => PackedWeights::new_bf16(k, n, w),
+    }
 }
 
 impl Loader<'_> {
@@ -138,7 +168,7 @@ impl Loader<'_> {
         let [gamma, beta, mean, var] = self.batch_norm(bn, bn_channels, range)?;
         let bias = kernels::fold_batch_norm(&mut w, cout, &gamma, &beta, &mean, &var, self.eps);
         Ok(ConvBn {
-            w: vec![PackedWeights::new(kh * kw * cin, cout, &w)],
+            w: vec![pack(self.precision, kh * kw * cin, cout, &w)],
             zero: vec![0.0; cout],
             bias,
             kh,
@@ -180,9 +210,15 @@ impl ConvBn {
         }
         let rows = whole.to_row_major();
         let part = cin / parts;
+        // bf16 weights come back rounded; rounding them again changes nothing.
+        let precision = if whole.is_bf16() {
+            Precision::Bf16
+        } else {
+            Precision::F32
+        };
         let w = rows
             .chunks_exact(part * cout)
-            .map(|r| PackedWeights::new(part, cout, r))
+            .map(|r| pack(precision, part, cout, r))
             .collect();
         Ok(ConvBn { w, ..self })
     }

@@ -22,6 +22,8 @@ mod tensor;
 mod weights;
 
 pub use error::ForwardError;
+pub use kernels::Bf16Engine;
+pub use layers::Precision;
 pub use network::{Network, Outputs};
 pub use tensor::{pooled_bytes, release_pooled_buffers, Tensor};
 pub use weights::WeightSource;

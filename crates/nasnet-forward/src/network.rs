@@ -1,6 +1,7 @@
 //! [`Network`]: the stem, every cell and the final layer, loaded and runnable.
 
 use crate::cell::{CellLayer, CellOutput};
+use crate::layers::Precision;
 use crate::layers::{ConvBn, Loader};
 use crate::{ForwardError, Tensor, WeightSource};
 use kernels::{PackedWeights, Padding};
@@ -64,6 +65,7 @@ pub struct Network {
     source_name: String,
     /// Most images one pass runs at once (see [`Network::forward`]).
     images_per_pass: usize,
+    precision: Precision,
 }
 
 /// Most bytes of activations a pass over several images holds at once: a larger batch is
@@ -75,6 +77,21 @@ impl Network {
     /// may not come from `from_json` or extraction), then loads every weight it needs from
     /// `weights`, folding batch norms.
     pub fn load(spec: &NetworkSpec, weights: &dyn WeightSource) -> Result<Network, ForwardError> {
+        Network::load_with(spec, weights, Precision::F32)
+    }
+
+    /// [`Network::load`] at a precision. Bf16 where the CPU has no bf16 hardware is f32
+    /// ([`Network::precision`] tells which runs): emulating it would be slower and no closer
+    /// to anything.
+    pub fn load_with(
+        spec: &NetworkSpec,
+        weights: &dyn WeightSource,
+        precision: Precision,
+    ) -> Result<Network, ForwardError> {
+        let precision = match precision {
+            Precision::Bf16 if !kernels::Bf16Engine::detect().is_hardware() => Precision::F32,
+            p => p,
+        };
         let source_name = weights.source_name();
         spec.validate()
             .map_err(|source| ForwardError::InvalidSpec {
@@ -87,6 +104,7 @@ impl Network {
         let loader = Loader {
             src: weights,
             eps: spec.batch_norm_epsilon,
+            precision,
         };
         let stem = loader.conv_bn(
             &conventions().weights(&spec.stem_scope),
@@ -110,7 +128,13 @@ impl Network {
             image_workers: Mutex::new(Vec::new()),
             source_name,
             images_per_pass,
+            precision,
         })
+    }
+
+    /// The precision the GEMMs run in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     fn unsupported(&self, problem: impl Into<String>) -> ForwardError {

@@ -429,6 +429,7 @@ mod tests {
         let loader = Loader {
             src: &Empty,
             eps: 1e-3,
+            precision: Default::default(),
         };
         let op = Operation::Separable {
             kernel: 3,

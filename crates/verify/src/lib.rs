@@ -27,7 +27,7 @@ pub use compare::{judge, top_indices, verify, Comparison, Report, TopK};
 pub use error::VerifyError;
 pub use fit::ModelOutputs;
 pub use golden::{Golden, GoldenError, Matrix};
-pub use options::{check_tolerance, parse_tolerance, Options};
+pub use options::{check_tolerance, parse_tolerance, Options, BF16_ATOL};
 
 #[cfg(test)]
 pub(crate) mod test_support {
