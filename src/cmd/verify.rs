@@ -38,7 +38,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         atol: args.atol.unwrap_or(default_atol),
         top_k,
         rtol: args.rtol,
-        ..Options::default()
     };
     // Everything that can be refused is refused before the (slow) model load.
     options.check()?;
