@@ -54,6 +54,10 @@ fn bench_packed(batch: usize, hw: usize, cin: usize, cout: usize) {
         .iter()
         .map(|w| PackedWeights::new(cin, cout, w))
         .collect();
+    let bf16: Vec<PackedWeights> = wts
+        .iter()
+        .map(|w| PackedWeights::new_bf16(cin, cout, w))
+        .collect();
     let mut out = vec![0.0; m * cout];
     let flop = 2.0 * (m * cin * cout) as f64;
     for cold in [false, true] {
@@ -72,11 +76,22 @@ fn bench_packed(batch: usize, hw: usize, cin: usize, cout: usize) {
             };
             gemm_packed(&lhs, &packed[i], &bias, false, &mut out, cout);
         });
+        let t_bf16 = best_time(|| {
+            i = if cold { (i + 1) % copies } else { 0 };
+            let lhs = LhsRows {
+                data: &input,
+                rows: m,
+                offset: |r| r * cin,
+                relu: true,
+            };
+            gemm_packed(&lhs, &bf16[i], &bias, false, &mut out, cout);
+        });
         let g = |t: Duration| flop / t.as_secs_f64() / 1e9;
         println!(
-            "gemm {batch}x{hw:>3}x{hw:<3} {cin:>4} -> {cout:<4} {}  gemm crate {:>8.3} ms {:>6.1} GFLOP/s   packed {:>8.3} ms {:>6.1} GFLOP/s",
+            "gemm {batch}x{hw:>3}x{hw:<3} {cin:>4} -> {cout:<4} {}  gemm crate {:>8.3} ms {:>6.1} GFLOP/s   packed {:>8.3} ms {:>6.1} GFLOP/s   bf16 ({}) {:>8.3} ms {:>6.1} GFLOP/s",
             if cold { "cold" } else { "warm" },
-            ms(t_gemm), g(t_gemm), ms(t_packed), g(t_packed)
+            ms(t_gemm), g(t_gemm), ms(t_packed), g(t_packed),
+            kernels::Bf16Engine::detect().name(), ms(t_bf16), g(t_bf16)
         );
     }
 }

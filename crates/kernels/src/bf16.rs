@@ -64,15 +64,22 @@ impl Bf16Weights {
         let k_pad = k.next_multiple_of(K_TILE);
         let panels = n.div_ceil(PANEL);
         let mut data = vec![0u16; panels * k_pad * PANEL];
-        for p in 0..panels {
-            let panel = &mut data[p * k_pad * PANEL..][..k_pad * PANEL];
-            for i in 0..k {
-                let (q, e) = (i / 2, i % 2);
-                for j in 0..PANEL.min(n - p * PANEL) {
-                    panel[(q * PANEL + j) * 2 + e] = to_bf16(w[i * n + p * PANEL + j]);
-                }
-            }
+        if data.is_empty() {
+            return Bf16Weights { k, n, k_pad, data };
         }
+        // Panels are independent: packed in parallel (468M weights at load, full size).
+        data.par_chunks_mut(k_pad * PANEL)
+            .enumerate()
+            .for_each(|(p, panel)| {
+                let cols = PANEL.min(n - p * PANEL);
+                for (i, row) in w.chunks_exact(n).enumerate() {
+                    let src = &row[p * PANEL..][..cols];
+                    let pairs = &mut panel[(i / 2) * PANEL * 2..][..PANEL * 2];
+                    for (j, &x) in src.iter().enumerate() {
+                        pairs[2 * j + i % 2] = to_bf16(x);
+                    }
+                }
+            });
         Bf16Weights { k, n, k_pad, data }
     }
 
@@ -607,6 +614,25 @@ mod tests {
         assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
         assert_eq!(from_bf16(to_bf16(f32::INFINITY)), f32::INFINITY);
         assert_eq!(from_bf16(to_bf16(-0.0)).to_bits(), (-0.0f32).to_bits());
+    }
+
+    #[test]
+    fn empty_matrices_pack_and_multiply() {
+        for (k, n) in [(0, 5), (5, 0), (0, 0)] {
+            let w = Bf16Weights::new(k, n, &[]);
+            assert_eq!(w.to_row_major(), Vec::<f32>::new());
+            let a = vec![1.0; 3 * k];
+            let lhs = LhsRows {
+                data: &a,
+                rows: 3,
+                offset: |i| i * k,
+                relu: false,
+            };
+            let bias = vec![0.5; n];
+            let mut dst = vec![9.0; 3 * n];
+            gemm_bf16(&lhs, &w, &bias, false, &mut dst, n);
+            assert!(dst.iter().all(|&v| v == 0.5), "K = 0: the bias");
+        }
     }
 
     #[test]
