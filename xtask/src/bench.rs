@@ -287,14 +287,17 @@ fn forward_round(
     let mut rows = Vec::new();
     for batch in BATCHES {
         let input = work.join(format!("images_b{batch}.safetensors"));
-        rows.push(rust_forward(
-            amoeba,
-            model,
-            &input,
-            work,
-            batch,
-            opts.repeats,
-        )?);
+        for precision in ["f32", "bf16"] {
+            rows.push(rust_forward(
+                amoeba,
+                model,
+                &input,
+                work,
+                batch,
+                opts.repeats,
+                precision,
+            )?);
+        }
         if !opts.skip_tf {
             rows.push(tf_forward(tf, module, &input, batch, opts.repeats)?);
         }
@@ -309,9 +312,10 @@ fn rust_forward(
     work: &Path,
     batch: usize,
     repeats: u32,
+    precision: &str,
 ) -> Result<ForwardRow> {
     let load = child::load_average();
-    eprintln!("bench: Rust forward, batch {batch}, 1 + {repeats} runs (load {load})");
+    eprintln!("bench: Rust {precision} forward, batch {batch}, 1 + {repeats} runs (load {load})");
     let out = work.join(format!("out_b{batch}.safetensors"));
     let m = child::measure(
         Command::new(amoeba)
@@ -322,11 +326,13 @@ fn rust_forward(
             .arg("-o")
             .arg(&out)
             .arg("--repeat")
-            .arg((repeats + 1).to_string()),
+            .arg((repeats + 1).to_string())
+            .args(["--precision", precision]),
     )?;
     // amoeba times every run; its first is the warm-up, as TensorFlow's is.
     let seconds = m.values("forward_seconds").split_off(1);
-    forward_row("Rust", batch, seconds, repeats, &m, load)
+    let engine = if precision == "bf16" { "Rust bf16" } else { "Rust" };
+    forward_row(engine, batch, seconds, repeats, &m, load)
 }
 
 fn tf_forward(
