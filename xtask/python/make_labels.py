@@ -6,7 +6,10 @@ ILSVRC-2012 classes in synset-id order, the order TensorFlow's ImageNet
 models use for indices 1..1000 (torchvision uses the same order for 0..999).
 
 The names come from the torchvision wheel's `torchvision/models/_meta.py`
-(`_IMAGENET_CATEGORIES`). The wheel is downloaded with `pip download --no-deps`
+(`_IMAGENET_CATEGORIES`), with the two names torchvision made unique put back as
+TensorFlow's `ImageNetLabels.txt` writes them (TF_NAMES): TF's file names two classes
+`crane` (the bird, 135, and the machine, 518) and two `maillot` (639 and 640), where
+torchvision writes `crane bird` and `maillot tank suit`. The wheel is downloaded with `pip download --no-deps`
 into a temporary folder and read as a zip: it is never installed, and torch is
 not needed.
 
@@ -25,6 +28,8 @@ import zipfile
 
 TORCHVISION = "0.20.1"
 META = "torchvision/models/_meta.py"
+# torchvision's disambiguated names -> TensorFlow's ImageNetLabels.txt names.
+TF_NAMES = {"crane bird": "crane", "maillot tank suit": "maillot"}
 OUT = pathlib.Path(__file__).resolve().parents[2] / "crates/preprocess/data/imagenet_labels.txt"
 
 
@@ -62,6 +67,9 @@ def main() -> None:
         names = categories(wheel)
     if len(names) != 1000 or any("\n" in n or not n.strip() for n in names):
         sys.exit(f"expected 1000 one-line class names, got {len(names)}")
+    if any(n not in names for n in TF_NAMES):
+        sys.exit(f"torchvision {TORCHVISION} no longer has {sorted(TF_NAMES)}")
+    names = [TF_NAMES.get(n, n) for n in names]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(["background", *names]) + "\n", encoding="utf-8")
     print(f"wrote {OUT} (1001 labels from torchvision {TORCHVISION})")

@@ -2,7 +2,9 @@
 //!
 //! `data/imagenet_labels.txt` holds 1001 lines: `background` (TF-slim's class 0), then the
 //! 1000 ILSVRC-2012 classes in synset order, the order of TensorFlow's ImageNet models.
-//! It is written by `xtask/python/make_labels.py` from the torchvision 0.20.1 wheel.
+//! It is written by `xtask/python/make_labels.py` from the torchvision 0.20.1 wheel, with
+//! TensorFlow's names where torchvision made two pairs unique: as TF's `ImageNetLabels.txt`,
+//! classes 135 and 518 are both `crane` (the bird, the machine) and 639 and 640 both `maillot`.
 //!
 //! `data/imagenet_synsets.txt` holds the 1000 WordNet ids of those classes in the same
 //! order (sorted), one a line: class `k` (1-based, as in a 1001-class model) is line `k`. It
@@ -74,6 +76,11 @@ mod tests {
         assert_eq!(labels[1000], "toilet tissue");
         assert_eq!(class_name(0, 1000), "tench");
         assert_eq!(class_name(3, 10), "class 3");
+        // TensorFlow's names, twice each (torchvision writes `crane bird`, `maillot tank suit`).
+        assert_eq!((labels[135], labels[518]), ("crane", "crane"));
+        assert_eq!((labels[639], labels[640]), ("maillot", "maillot"));
+        assert_eq!(synset_class("n02012849"), Some(135), "crane, the bird");
+        assert_eq!(synset_class("n03126707"), Some(518), "crane, the machine");
     }
 
     #[test]
