@@ -46,6 +46,35 @@ enum Command {
     },
     /// List or clear the cache of extracted .tar.gz modules.
     Cache(cmd::cache::Args),
+    /// Write the manual pages (roff): amoeba.1 and one per command, into DIR
+    /// (`cargo xtask man` calls it).
+    #[command(hide = true)]
+    Man {
+        /// Folder for the pages (created if missing).
+        dir: std::path::PathBuf,
+    },
+}
+
+/// `amoeba.1` and `amoeba-COMMAND.1` for every visible command, into `dir`.
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let cli = <Cli as clap::CommandFactory>::command();
+    let mut pages = vec![("amoeba".to_string(), cli.clone())];
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("amoeba-{}", sub.get_name());
+        // clap takes a command's name as `&'static str`: a dozen short names, kept to exit.
+        let display: &'static str = Box::leak(name.clone().into_boxed_str());
+        pages.push((name, sub.clone().name(display)));
+    }
+    for (name, command) in pages {
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(command).render(&mut roff)?;
+        let path = dir.join(format!("{name}.1"));
+        cmd::write_atomically(&path, &[], &roff)?;
+        cmd::note(&format!("wrote {}", path.display()));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The completion script of `shell` for every command and option, on standard output.
@@ -97,6 +126,7 @@ fn main() -> ExitCode {
         Command::EvalMerge(args) => cmd::eval::merge(args),
         Command::Completions { shell } => completions(shell),
         Command::Cache(args) => cmd::cache::run(args),
+        Command::Man { dir } => man_pages(&dir),
     };
     match result {
         Ok(code) => code,

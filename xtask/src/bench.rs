@@ -331,7 +331,11 @@ fn rust_forward(
     )?;
     // amoeba times every run; its first is the warm-up, as TensorFlow's is.
     let seconds = m.values("forward_seconds").split_off(1);
-    let engine = if precision == "bf16" { "Rust bf16" } else { "Rust" };
+    let engine = if precision == "bf16" {
+        "Rust bf16"
+    } else {
+        "Rust"
+    };
     forward_row(engine, batch, seconds, repeats, &m, load)
 }
 

@@ -155,6 +155,12 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         photos: usize,
     },
+    /// Write the manual pages (amoeba.1 and one per command) with clap_mangen.
+    Man {
+        /// Output folder.
+        #[arg(short, long, default_value = "target/man")]
+        out: PathBuf,
+    },
     /// Run every cargo-fuzz target for a bounded time.
     Fuzz {
         /// Seconds per target.
@@ -200,6 +206,10 @@ fn main() -> Result<()> {
             },
         ),
         Cmd::CheckConvert => check_convert::run(&root, &ensure_venv(&root)?),
+        Cmd::Man { out } => {
+            let amoeba = build_amoeba(&root)?;
+            run(Command::new(amoeba).arg("man").arg(root.join(out)))
+        }
         Cmd::CheckEval { photos } => check_eval::run(&root, &ensure_venv(&root)?, photos),
         Cmd::CheckOnnx { full } => check_onnx::run(&root, &ensure_venv(&root)?, full.as_deref()),
         Cmd::Fixtures {
