@@ -15,7 +15,9 @@
 //! columns `j` (128 bytes: two AMX B-tile rows). Activations: a task copies its rows into a
 //! bf16 buffer of `k_pad` values a row (ReLU applied, K padded with zeros to a multiple of
 //! 32), so that the ragged NHWC pixel rows become one tile-loadable matrix. Rounding is to
-//! nearest even, as `vcvtne2ps2bf16` does.
+//! nearest even, as `vcvtne2ps2bf16` does, except that it (and the dot-product instructions)
+//! flush denormals to zero where [`to_bf16`] keeps them; no result changes by more than a
+//! denormal.
 
 use crate::packed::LhsRows;
 use rayon::prelude::*;
@@ -184,6 +186,12 @@ pub fn gemm_bf16_with<F: Fn(usize) -> usize + Sync>(
     dst_rs: usize,
     engine: Bf16Engine,
 ) {
+    // The engines' code assumes the CPU has their instructions: only detected ones come here.
+    assert!(
+        Bf16Engine::available().contains(&engine),
+        "{} is not available on this CPU",
+        engine.name()
+    );
     let (m, n, k) = (lhs.rows, w.n, w.k);
     assert_eq!(bias.len(), n, "bias length");
     if m == 0 || n == 0 {
@@ -312,6 +320,8 @@ impl Job<'_> {
         let cols = PANEL.min(self.w.n - c0);
         let bias = &self.bias[c0..c0 + cols];
         for r in 0..rows {
+            // SAFETY: row r0 + r < m and columns c0..c0 + cols < n lie in this task's block of
+            // `dst`, inside the extent `gemm_bf16_with` checked.
             let out = std::slice::from_raw_parts_mut(dst.add((r0 + r) * self.dst_rs + c0), cols);
             let sums = &c[r * PANEL..][..cols];
             if self.accumulate {
@@ -382,6 +392,13 @@ mod x86 {
 
     /// `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`: 0 on success. Without it the
     /// first tile instruction raises SIGILL.
+    #[cfg(not(target_os = "linux"))]
+    fn request_tile_permission() -> bool {
+        // Only Linux is known to need (and to have) this request; elsewhere AMX is not used.
+        false
+    }
+
+    #[cfg(target_os = "linux")]
     fn request_tile_permission() -> bool {
         const SYS_ARCH_PRCTL: i64 = 158;
         const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
@@ -533,7 +550,8 @@ mod x86 {
             let b1: __m512bh =
                 std::mem::transmute(_mm512_loadu_si512(b_ptr.add(q * PANEL * 2 + 32) as *const _));
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let pair = *a_ptr.add(r * k_pad / 2 + q);
+                // `a` is u16 data: its u32 pairs may be only 2-byte aligned.
+                let pair = a_ptr.add(r * k_pad / 2 + q).read_unaligned();
                 let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair as i32));
                 acc_r[0] = _mm512_dpbf16_ps(acc_r[0], av, b0);
                 acc_r[1] = _mm512_dpbf16_ps(acc_r[1], av, b1);

@@ -219,9 +219,15 @@ impl<'a> Judge<'a> {
     }
 
     fn report(self, outputs: Vec<Comparison>, top_k: Option<TopK>) -> Report {
-        let top_ok = top_k
-            .as_ref()
-            .is_none_or(|t| t.images > 0 && t.topk_agree == t.images);
+        let top1_only = self.options.top1_only;
+        let top_ok = top_k.as_ref().is_none_or(|t| {
+            let agree = if top1_only {
+                t.top1_agree
+            } else {
+                t.topk_agree
+            };
+            t.images > 0 && agree == t.images
+        });
         let pass = top_ok
             && !outputs.is_empty()
             && self.first_divergent_cell.is_none()
@@ -343,8 +349,17 @@ impl Report {
         }
         if let Some(t) = &self.top_k {
             s += &format!(
-                "top-1 agreement: {}/{}; top-{} agreement (same order): {}/{}\n",
-                t.top1_agree, t.images, t.k, t.topk_agree, t.images
+                "top-1 agreement: {}/{}; top-{} agreement (same order): {}/{}{}\n",
+                t.top1_agree,
+                t.images,
+                t.k,
+                t.topk_agree,
+                t.images,
+                if options.top1_only {
+                    " (the bf16 bar: the top-1 class must agree, the order is reported)"
+                } else {
+                    ""
+                }
             );
         }
         if !self.cells_not_in_golden.is_empty() {
@@ -438,6 +453,7 @@ mod tests {
             atol: f32::MAX,
             rtol: f32::MAX,
             top_k: 5,
+            top1_only: false,
         };
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             for o in [Options::default(), huge] {

@@ -9,8 +9,10 @@ pub struct Options {
     pub atol: f32,
     /// Relative bar per element (0 by default).
     pub rtol: f32,
-    /// How many top classes must agree, in order.
+    /// How many top classes must agree, in order (and are reported).
     pub top_k: usize,
+    /// Pass on the top-1 class alone; the top-k order is still reported (bf16's bar).
+    pub top1_only: bool,
 }
 
 /// The absolute bar of `--precision bf16` (scaled as `atol` is), from measurement: see the
@@ -23,6 +25,7 @@ impl Default for Options {
             atol: 1e-4,
             rtol: 0.0,
             top_k: 5,
+            top1_only: false,
         }
     }
 }
