@@ -2,7 +2,9 @@
 //!
 //! This crate owns the arithmetic: a GEMM by weights packed at load time
 //! ([`PackedWeights`], [`gemm_packed`]: AVX-512, AVX2+FMA or plain-Rust
-//! microkernels, picked at run time, that read NHWC pixels in place) behind the pointwise, im2col and dense convolutions, the
+//! microkernels, picked at run time, that read NHWC pixels in place; or, for weights made by
+//! [`PackedWeights::new_bf16`], the bf16 GEMM of `bf16.rs` on AMX or AVX512-BF16) behind the
+//! pointwise, im2col and dense convolutions, the
 //! hand-written depthwise and pooling loops, TF's SAME/VALID padding rules and
 //! batch-norm folding. It does not own the network topology or any file format.
 //!

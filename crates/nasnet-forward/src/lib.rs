@@ -2,7 +2,8 @@
 //!
 //! Owns: building a runnable [`Network`] from a [`NetworkSpec`] and weights (any
 //! [`WeightSource`]; the file-backed ones are `model-io`'s), folding batch norm into the
-//! convolutions at load time, and running images `[N,H,W,3]` in `[0,1]` to logits and feature
+//! convolutions at load time, packing their weights at the [`Precision`] asked for (f32, or
+//! bf16 where the CPU has bf16 hardware), and running images `[N,H,W,3]` in `[0,1]` to logits and feature
 //! vectors, with an optional tap on every cell's output for verification.
 //!
 //! Does not own: the arithmetic kernels (crate `kernels`), the genotype's extraction
