@@ -19,7 +19,7 @@
 //! flush denormals to zero where [`to_bf16`] keeps them; no result changes by more than a
 //! denormal.
 
-use crate::packed::LhsRows;
+use crate::packed::{DstPtr, LhsRows};
 use rayon::prelude::*;
 
 /// Output columns per weight panel (two AMX tiles of 16).
@@ -154,13 +154,6 @@ impl Bf16Engine {
     }
 }
 
-/// Raw output pointer shared by the tasks, which write disjoint blocks.
-#[derive(Clone, Copy)]
-struct DstPtr(*mut f32);
-// SAFETY: tasks write disjoint row x column blocks of the output (see `gemm_bf16`).
-unsafe impl Send for DstPtr {}
-unsafe impl Sync for DstPtr {}
-
 /// [`crate::gemm_packed`] with bf16 weights: `dst[i][j] (+)= bf16(relu?(lhs_row(i))) @ w +
 /// bias[j]`, summed in f32.
 ///
@@ -193,25 +186,9 @@ pub fn gemm_bf16_with<F: Fn(usize) -> usize + Sync>(
         engine.name()
     );
     let (m, n, k) = (lhs.rows, w.n, w.k);
-    assert_eq!(bias.len(), n, "bias length");
-    if m == 0 || n == 0 {
+    let Some(offsets) = crate::packed::checked_offsets(lhs, k, n, bias, dst, dst_rs) else {
         return;
-    }
-    let extent = (m - 1).checked_mul(dst_rs).and_then(|e| e.checked_add(n));
-    assert!(
-        dst_rs >= n && extent.is_some_and(|e| e <= dst.len()),
-        "dst too short"
-    );
-    let offsets: Vec<usize> = (0..m)
-        .map(|i| {
-            let off = (lhs.offset)(i);
-            assert!(
-                off.checked_add(k).is_some_and(|end| end <= lhs.data.len()),
-                "lhs row {i} out of bounds"
-            );
-            off
-        })
-        .collect();
+    };
     let row_blocks = m.div_ceil(BLOCK_ROWS);
     let tasks = row_blocks.div_ceil(TASK_ROW_BLOCKS);
     let panels = n.div_ceil(PANEL);

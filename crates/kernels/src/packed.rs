@@ -151,9 +151,46 @@ struct LhsTable<'a> {
     offsets: &'a [usize],
 }
 
+/// Checks a GEMM call's bias, output extent and left-hand rows (each offset computed once:
+/// the kernels use exactly these values, so an `offset` that answered differently on a
+/// second call could not lead them astray); `None` when there is nothing to compute
+/// (no rows or no columns).
+///
+/// Panics if a row offset, `dst` or `bias` is out of bounds.
+pub(crate) fn checked_offsets<F: Fn(usize) -> usize + Sync>(
+    lhs: &LhsRows<F>,
+    k: usize,
+    n: usize,
+    bias: &[f32],
+    dst: &[f32],
+    dst_rs: usize,
+) -> Option<Vec<usize>> {
+    let m = lhs.rows;
+    assert_eq!(bias.len(), n, "bias length");
+    if m == 0 || n == 0 {
+        return None;
+    }
+    let extent = (m - 1).checked_mul(dst_rs).and_then(|e| e.checked_add(n));
+    assert!(
+        dst_rs >= n && extent.is_some_and(|e| e <= dst.len()),
+        "dst too short"
+    );
+    let offsets = (0..m)
+        .map(|i| {
+            let off = (lhs.offset)(i);
+            assert!(
+                off.checked_add(k).is_some_and(|end| end <= lhs.data.len()),
+                "lhs row {i} out of bounds"
+            );
+            off
+        })
+        .collect();
+    Some(offsets)
+}
+
 /// Raw output pointer shared by the tasks, which write disjoint tiles.
 #[derive(Clone, Copy)]
-struct DstPtr(*mut f32);
+pub(crate) struct DstPtr(pub(crate) *mut f32);
 // SAFETY: tasks write disjoint row x column blocks of the output (see `gemm_packed`).
 unsafe impl Send for DstPtr {}
 unsafe impl Sync for DstPtr {}
@@ -190,30 +227,12 @@ fn gemm_with<F: Fn(usize) -> usize + Sync>(
     kernel: Kernel,
 ) {
     let (m, n, k) = (lhs.rows, w.n, w.k);
-    assert_eq!(bias.len(), n, "bias length");
-    if m == 0 || n == 0 {
+    let Some(offsets) = checked_offsets(lhs, k, n, bias, dst, dst_rs) else {
         return;
-    }
-    let extent = (m - 1).checked_mul(dst_rs).and_then(|e| e.checked_add(n));
-    assert!(
-        dst_rs >= n && extent.is_some_and(|e| e <= dst.len()),
-        "dst too short"
-    );
+    };
     if k == 0 {
         return fill_rows(dst, dst_rs, m, bias, accumulate);
     }
-    // Each offset is computed (and checked) once: the kernels use exactly these values, so
-    // an `offset` that answered differently on a second call could not lead them astray.
-    let offsets: Vec<usize> = (0..m)
-        .map(|i| {
-            let off = (lhs.offset)(i);
-            assert!(
-                off.checked_add(k).is_some_and(|end| end <= lhs.data.len()),
-                "lhs row {i} out of bounds"
-            );
-            off
-        })
-        .collect();
     let rows_in = LhsTable {
         data: lhs.data,
         offsets: &offsets,
