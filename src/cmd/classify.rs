@@ -49,10 +49,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        !args.photos.images.is_empty() || !args.photos.list.is_empty(),
-        "no photos given: name photos or folders, or --list FILE"
-    );
     photos::distinct_outputs(&[
         ("-o", args.output.as_deref()),
         ("--features", args.features.as_deref()),
@@ -89,17 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let (file, resumed) = photos::open_results(path, &inputs, args.resume, &todo)?;
             failed += resumed.records.iter().filter(|r| r.error.is_some()).count();
             let done: HashSet<&str> = resumed.done();
-            let before = todo.len();
             todo.retain(|p| !done.contains(photos::image_name(p).as_str()));
-            if args.resume {
-                super::note(&format!(
-                    "{}: {} of {} photos already done, {} to go",
-                    path.display(),
-                    before - todo.len(),
-                    before,
-                    todo.len()
-                ));
-            }
             Some(file)
         }
         None => None,

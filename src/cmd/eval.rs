@@ -41,6 +41,13 @@ pub struct Args {
     /// Continue the -o FILE of an interrupted run: its photos count, and are not run again.
     #[arg(long, requires = "output")]
     resume: bool,
+    #[command(flatten)]
+    shown: ReportArgs,
+}
+
+/// How `eval` and `eval-merge` give their report.
+#[derive(clap::Args)]
+pub struct ReportArgs {
     /// Write the report (JSON, the input of eval-merge) to FILE.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -57,33 +64,22 @@ pub struct MergeArgs {
     /// Reports written by `eval --report`, one per shard (all shards of one list).
     #[arg(required = true)]
     reports: Vec<PathBuf>,
-    /// Write the merged report (JSON) to FILE.
-    #[arg(long, value_name = "FILE")]
-    report: Option<PathBuf>,
-    /// Print the merged report as one JSON document instead of text.
-    #[arg(long)]
-    json: bool,
-    /// How many of the worst classes to show.
-    #[arg(long, default_value_t = 10)]
-    worst: usize,
+    #[command(flatten)]
+    shown: ReportArgs,
 }
 
 /// Largest report read by eval-merge.
 const MAX_REPORT_BYTES: u64 = 1 << 30;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        !args.photos.images.is_empty() || !args.photos.list.is_empty(),
-        "no photos given: name photos or folders, or --list FILE"
-    );
     photos::distinct_outputs(&[
         ("-o", args.output.as_deref()),
-        ("--report", args.report.as_deref()),
+        ("--report", args.shown.report.as_deref()),
     ])?;
     let (list, part) = args.photos.photos()?;
     let mut inputs = args.photos.input_paths(&args.model, &list.photos);
     inputs.push(&args.labels);
-    for path in [&args.output, &args.report].into_iter().flatten() {
+    for path in [&args.output, &args.shown.report].into_iter().flatten() {
         safe_fs::check_output(path, &inputs)?;
     }
     let truth_file = GroundTruth::read(&args.labels)?;
@@ -106,15 +102,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             path,
         )?;
         todo.retain(|i| !done.contains(i));
-        if args.resume {
-            super::note(&format!(
-                "{}: {} of {} photos already done, {} to go",
-                path.display(),
-                done.len(),
-                part.len(),
-                todo.len()
-            ));
-        }
         results = Some(file);
     }
     let run_photos: Vec<dataset::Photo> = todo.iter().map(|&i| part[i].clone()).collect();
@@ -166,14 +153,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tally,
         summary: Default::default(),
     };
-    report.summarize(args.worst);
-    finish(&report, args.report.as_deref(), &inputs, args.json)?;
+    finish(&mut report, &args.shown, &inputs)?;
     Ok(exit_code(&report))
 }
 
 pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
     let inputs: Vec<&std::path::Path> = args.reports.iter().map(PathBuf::as_path).collect();
-    if let Some(path) = &args.report {
+    if let Some(path) = &args.shown.report {
         safe_fs::check_output(path, &inputs)?;
     }
     let reports = args
@@ -192,8 +178,7 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut merged = report::merge(&reports)?;
-    merged.summarize(args.worst);
-    finish(&merged, args.report.as_deref(), &inputs, args.json)?;
+    finish(&mut merged, &args.shown, &inputs)?;
     Ok(exit_code(&merged))
 }
 
@@ -205,15 +190,17 @@ fn exit_code(report: &Report) -> ExitCode {
     }
 }
 
-/// Writes the report file (atomically) and prints the report.
+/// Summarizes the report, writes the report file (atomically) and prints the report.
 fn finish(
-    report: &Report,
-    path: Option<&std::path::Path>,
+    report: &mut Report,
+    shown: &ReportArgs,
     inputs: &[&std::path::Path],
-    json: bool,
 ) -> anyhow::Result<()> {
+    report.summarize(shown.worst);
+    let report = &*report;
+    let json = shown.json;
     let text = serde_json::to_string_pretty(report)? + "\n";
-    if let Some(path) = path {
+    if let Some(path) = &shown.report {
         super::write_atomically(path, inputs, text.as_bytes())?;
         super::note(&format!("wrote the report to {}", path.display()));
     }

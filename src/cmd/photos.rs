@@ -39,6 +39,10 @@ pub struct PhotoArgs {
 impl PhotoArgs {
     /// The whole list (before the shard) and this run's part of it.
     pub fn photos(&self) -> anyhow::Result<(PhotoList, Vec<Photo>)> {
+        anyhow::ensure!(
+            !self.images.is_empty() || !self.list.is_empty(),
+            "no photos given: name photos or folders, or --list FILE"
+        );
         let list = PhotoList::collect(&self.images, &self.list)?;
         let range = self.shard.unwrap_or(Shard::WHOLE).range(list.len());
         let part = list.photos[range].to_vec();
@@ -271,7 +275,8 @@ pub fn progress_bar(verb: &str, total: usize) -> indicatif::ProgressBar {
 }
 
 /// The results file of `-o`: refused when it is an input, and when it exists unless the run
-/// resumes it; with `resume`, the records already in it (each naming one of `photos`).
+/// resumes it; with `resume`, the records already in it (each naming one of `photos`), said
+/// in a note.
 pub fn open_results(
     path: &Path,
     inputs: &[&Path],
@@ -288,6 +293,16 @@ pub fn open_results(
     let names: Vec<String> = photos.iter().map(image_name).collect();
     let names: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
     let resumed = dataset::records::read_resumable(path, &names)?;
+    if resume {
+        // Every record names one of `photos`, each once (read_resumable checks).
+        let done = resumed.records.len();
+        super::note(&format!(
+            "{}: {done} of {} photos already done, {} to go",
+            path.display(),
+            photos.len(),
+            photos.len() - done
+        ));
+    }
     let file = dataset::records::RecordsFile::open(path, resumed.complete_bytes)
         .with_context(|| format!("{}: cannot open for writing", path.display()))?;
     Ok((file, resumed))
