@@ -5,6 +5,8 @@
 //! It is written by `xtask/python/make_labels.py` from the torchvision 0.20.1 wheel, with
 //! TensorFlow's names where torchvision made two pairs unique: as TF's `ImageNetLabels.txt`,
 //! classes 135 and 518 are both `crane` (the bird, the machine) and 639 and 640 both `maillot`.
+//! The result is byte for byte TensorFlow's `ImageNetLabels.txt` (as LF text): checked against
+//! a public copy of it, see `labels_are_tensorflows_imagenet_labels_txt` below.
 //!
 //! `data/imagenet_synsets.txt` holds the 1000 WordNet ids of those classes in the same
 //! order (sorted), one a line: class `k` (1-based, as in a 1001-class model) is line `k`. It
@@ -81,6 +83,20 @@ mod tests {
         assert_eq!((labels[639], labels[640]), ("maillot", "maillot"));
         assert_eq!(synset_class("n02012849"), Some(135), "crane, the bird");
         assert_eq!(synset_class("n03126707"), Some(518), "crane, the machine");
+    }
+
+    /// TensorFlow's `ImageNetLabels.txt`
+    /// (`https://storage.googleapis.com/download.tensorflow.org/data/ImageNetLabels.txt`)
+    /// is not reachable offline. A public copy of it (GitHub
+    /// `abhiruppeeyalsinha/Transfer-Learning-`, `ImageNetLabels.txt` at commit 187ba73) has
+    /// CRLF line ends and one line `Footer` appended; its first 1001 lines with the CRs removed
+    /// have this sha256, and so must our file: a change to it is a change from TF's names.
+    #[test]
+    fn labels_are_tensorflows_imagenet_labels_txt() {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(IMAGENET_LABELS.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "536feacc519de3d418de26b2effb4d75694a8c4c0063e36499a46fa8061e2da9");
     }
 
     #[test]
