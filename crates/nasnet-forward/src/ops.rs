@@ -204,6 +204,9 @@ fn load_factorized(
 ) -> Result<OpLayer, ForwardError> {
     let pre = bottleneck_pre(loader, scope, c, br)?;
     let mid = pre.as_ref().map_or(c, |p| p.cout);
+    // Without a bottleneck the row conv itself goes to the cell's width: the op's output is
+    // `br` wide even where its input is not (h1 of the first stem cell is the stem's output).
+    let out = if pre.is_some() { mid } else { br };
     let names = conventions();
     let (row_scope, row_bn, column_scope) = names.factorized(k);
     let conv_bn = join(scope, &names.operations.conv_bn);
@@ -213,15 +216,15 @@ fn load_factorized(
         1,
         k,
         mid,
-        Some(mid),
+        Some(out),
     )?;
     let col = loader.conv_bn(
         &names.weights(&join(scope, &column_scope)),
         &conv_bn,
         k,
         1,
-        mid,
-        Some(mid),
+        out,
+        Some(out),
     )?;
     let post = bottleneck_post(loader, scope, pre.as_ref(), br)?;
     Ok(OpLayer::Factorized {

@@ -682,6 +682,8 @@ impl<'a> Builder<'a> {
             channels,
             range: 0..channels,
         };
+        // Without a bottleneck the op's first conv goes to the cell's width `br`.
+        let out = if pre_width.is_some() { mid } else { br };
         match square {
             None => {
                 let (row, row_bn, column) = c.factorized(k);
@@ -690,7 +692,7 @@ impl<'a> Builder<'a> {
                 current = self.conv(
                     &r,
                     &row_var,
-                    bn(join(scope, &row_bn), mid),
+                    bn(join(scope, &row_bn), out),
                     [1, k],
                     [1, stride],
                     false,
@@ -701,7 +703,7 @@ impl<'a> Builder<'a> {
                 current = self.conv(
                     &r,
                     &col_var,
-                    bn(join(scope, &names.conv_bn), mid),
+                    bn(join(scope, &names.conv_bn), out),
                     [k, 1],
                     [stride, 1],
                     false,
@@ -709,7 +711,6 @@ impl<'a> Builder<'a> {
                 )?;
             }
             Some(k) => {
-                let out = if pre_width.is_some() { mid } else { br };
                 let r = self.relu(&current);
                 let var = c.weights(&join(scope, &c.conv(k, false)));
                 current = self.conv(
