@@ -114,6 +114,7 @@ fn inspect_converted(args: &Args) -> anyhow::Result<ExitCode> {
         "tool": get(keys::TOOL),
         "source_file": get(keys::SOURCE_FILE),
         "checkpoint_sha256": get(keys::SOURCE_SHA256),
+        "weights": model.weights_note,
         "genotype": spec.genotype.name,
         "image_size": spec.image_size,
         "num_cells": spec.num_cells,
@@ -148,6 +149,9 @@ fn inspect_converted(args: &Args) -> anyhow::Result<ExitCode> {
         tensors.len(),
         dtypes.iter().map(|(d, n)| format!("{d}: {n}")).collect::<Vec<_>>().join(", "),
     );
+    if let Some(note) = &model.weights_note {
+        text += &format!("weights:    {note}\n");
+    }
     if args.variables {
         for (name, shape) in &tensors {
             text += &format!("  {name:<70} {shape:?}\n");

@@ -36,6 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     safe_fs::check_output(&args.output, &[args.model.as_path(), args.input.as_path()])?;
     let images = read_images(&args.input)?;
     let model = Model::open(&args.model)?;
+    super::model_notes(&model);
     let mut inputs = model.input_paths();
     inputs.push(args.input.clone());
     // Again with every file of the model (a module folder's files, through links too).

@@ -2,7 +2,8 @@
 
 Structure = per graph variant (tag set): the variables (name, shape), the
 multiset of op types under every top-level scope (cells, stem, final_layer,
-hub_input, ...), and the signatures (keys, tensor names, shapes).  Reading is
+hub_input, ...), the signatures (keys, tensor names, shapes) and the hub
+attachments (key, serialized value).  Reading is
 done with TF's own protobuf classes on saved_model.pb.
 """
 
@@ -12,8 +13,10 @@ import os
 import tarfile
 
 from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_hub import module_attachment_pb2
 
 VARIABLE_OPS = ("VarHandleOp", "VariableV2", "Variable")
+ATTACHMENTS = "hub_module_attachments"
 
 
 def load_saved_model(path):
@@ -52,11 +55,18 @@ def structure(path):
                 return {k: (t.name, tuple(d.size for d in t.tensor_shape.dim))
                         for k, t in m.items()}
             sigs[key] = {"inputs": info(sig.inputs), "outputs": info(sig.outputs)}
-        out[tags] = {"variables": variables, "ops": dict(ops), "signatures": sigs}
+        attachments = {}
+        if ATTACHMENTS in mg.collection_def:
+            for raw in mg.collection_def[ATTACHMENTS].bytes_list.value:
+                a = module_attachment_pb2.ModuleAttachment()
+                a.ParseFromString(raw)
+                attachments[a.key] = a.value
+        out[tags] = {"variables": variables, "ops": dict(ops), "signatures": sigs,
+                     "attachments": attachments}
     return out
 
 
-def compare(a_path, b_path, what=("variables", "ops", "signatures"), scopes=None,
+def compare(a_path, b_path, what=("variables", "ops", "signatures", "attachments"), scopes=None,
             a_label="a", b_label="b"):
     """Returns a list of human-readable mismatch lines (empty = identical).
 
@@ -98,6 +108,12 @@ def compare(a_path, b_path, what=("variables", "ops", "signatures"), scopes=None
                     if sa.get(k) != sb.get(k):
                         problems.append(f"[{tags}] signature {k}: {sa.get(k)} in {a_label}, "
                                         f"{sb.get(k)} in {b_label}")
+        if "attachments" in what:
+            aa, ab = ga["attachments"], gb["attachments"]
+            for k in sorted(set(aa) | set(ab)):
+                if aa.get(k) != ab.get(k):
+                    problems.append(f"[{tags}] attachment {k}: {aa.get(k)!r} in {a_label}, "
+                                    f"{ab.get(k)!r} in {b_label}")
     return problems
 
 

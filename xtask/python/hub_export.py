@@ -16,6 +16,7 @@ from safetensors.numpy import save_file
 
 import genotypes
 import nasnet_graph
+from tensorflow.core.framework import attr_value_pb2
 
 v1 = tf.compat.v1
 
@@ -24,11 +25,23 @@ DROP_COLLECTIONS = ["moving_vars", v1.GraphKeys.GLOBAL_STEP,
                     v1.GraphKeys.MOVING_AVERAGE_VARIABLES]
 
 
+# The attachment that marks a module's weights as random (read by amoeba, which
+# says so when it runs the module): a tensorflow.AttrValue whose `s` is the note.
+WEIGHTS_ATTACHMENT = "amoeba_weights"
+
+
+def random_weights_note(seed):
+    """The weights attachment's text for modules made by export_module."""
+    return (f"random: seeded numpy (seed {seed}), written by amoeba's fixture generator "
+            "(xtask/python/hub_export.py); its predictions mean nothing")
+
+
 def make_module_spec(genotype, num_cells, num_filters, image_size, num_classes,
-                     family="amoebanet"):
+                     family="amoebanet", weights_note=None):
     """A hub ModuleSpec with the inference ({}) and training ({"train"})
     graph variants; num_classes 0 makes the feature-vector module.  family
-    (a key of nasnet_graph.FAMILIES) picks the network code lineage."""
+    (a key of nasnet_graph.FAMILIES) picks the network code lineage.
+    weights_note, if given, is attached as WEIGHTS_ATTACHMENT."""
     genotypes.validate(genotype)
     fam = nasnet_graph.FAMILIES[family]
 
@@ -71,6 +84,9 @@ def make_module_spec(genotype, num_cells, num_filters, image_size, num_classes,
         info.default_image_size.height = image_size
         info.default_image_size.width = image_size
         hub.attach_image_module_info(info)
+        if weights_note is not None:
+            hub.attach_message(WEIGHTS_ATTACHMENT,
+                               attr_value_pb2.AttrValue(s=weights_note.encode()))
 
     return hub.create_module_spec(
         module_fn,

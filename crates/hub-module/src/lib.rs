@@ -19,7 +19,7 @@ pub use archive::{ArchiveLimits, DEFAULT_MAX_EXTRACTED_BYTES, MAX_ARCHIVE_ENTRIE
 pub use error::ModuleError;
 pub use module::{
     cache_dir, cache_entries, clear_cache, set_archive_cache, CachedExtraction, GraphVariant,
-    HubModule, ModuleFormat, CACHE_ENV,
+    HubModule, ModuleFormat, CACHE_ENV, MAX_WEIGHTS_NOTE_BYTES,
 };
 pub use signature::{Signature, TensorSpec};
 pub use summary::{ModuleSummary, VariableSummary, VariantSummary};

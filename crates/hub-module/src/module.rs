@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use tensor_bundle::TensorBundle;
-use tf_proto::tensorflow::{collection_def, MetaGraphDef, SavedModel};
+use tf_proto::tensorflow::{attr_value, collection_def, AttrValue, MetaGraphDef, SavedModel};
 use tf_proto::tensorflow_hub::{module_def, ImageModuleInfo, ModuleAttachment, ModuleDef};
 
 /// `tfhub_module.pb` marks the TF1 Hub format; without it the folder is a plain SavedModel.
@@ -17,6 +17,12 @@ const SAVED_MODEL_FILE: &str = "saved_model.pb";
 const VARIABLES_PREFIX: &str = "variables/variables";
 const ATTACHMENTS_COLLECTION: &str = "hub_module_attachments";
 const IMAGE_INFO_KEY: &str = "image_module_info";
+/// The attachment that says where a module's weights came from: a `tensorflow.AttrValue`
+/// whose `s` is a note. This project's fixture generator (`xtask/python/hub_export.py`) writes
+/// one starting `random:`; TensorFlow's own exports have none.
+const WEIGHTS_KEY: &str = "amoeba_weights";
+/// Longest weights note read (the generator's is about 130 bytes).
+pub const MAX_WEIGHTS_NOTE_BYTES: usize = 4096;
 /// Largest image side `image_module_info` may declare: activations grow with its square, and
 /// every NASNet-family module uses 224 to 331.
 pub const MAX_IMAGE_SIDE: i32 = 4096;
@@ -39,6 +45,8 @@ pub struct GraphVariant {
     pub signatures: Vec<Signature>,
     /// `image_module_info`'s default image size [height, width], when attached.
     pub image_size: Option<[usize; 2]>,
+    /// The `amoeba_weights` attachment's note on the weights, when attached.
+    pub weights_note: Option<String>,
     /// The decoded MetaGraphDef, for graph analysis.
     pub meta_graph: MetaGraphDef,
 }
@@ -562,6 +570,14 @@ impl HubModule {
             .or_else(|| self.variants.iter().find_map(|v| v.image_size))
     }
 
+    /// The note on the weights (`amoeba_weights` attachment) of the inference variant, else
+    /// of any variant: `random: ...` in the fixtures this project generates.
+    pub fn weights_note(&self) -> Option<&str> {
+        self.inference_variant()
+            .and_then(|v| v.weights_note.as_deref())
+            .or_else(|| self.variants.iter().find_map(|v| v.weights_note.as_deref()))
+    }
+
     /// The variables checkpoint.
     pub fn bundle(&self) -> &TensorBundle {
         &self.bundle
@@ -584,11 +600,14 @@ impl GraphVariant {
                 path: file.to_path_buf(),
                 problem,
             })?;
-        let image_size = image_module_info(&meta_graph, file)?;
+        let attachments = attachments(&meta_graph, file)?;
+        let image_size = image_module_info(&attachments, file)?;
+        let weights_note = weights_note(&attachments, file)?;
         Ok(GraphVariant {
             tags,
             signatures,
             image_size,
+            weights_note,
             meta_graph,
         })
     }
@@ -621,28 +640,67 @@ fn read_module_format(path: &Path, shown: &Path) -> Result<ModuleFormat, ModuleE
     Ok(ModuleFormat::HubV3)
 }
 
-/// The `image_module_info` attachment's default size, if the variant has one.
-fn image_module_info(graph: &MetaGraphDef, file: &Path) -> Result<Option<[usize; 2]>, ModuleError> {
+/// The variant's hub attachments; when a key repeats, the last one (as Hub keeps it).
+fn attachments(graph: &MetaGraphDef, file: &Path) -> Result<Vec<ModuleAttachment>, ModuleError> {
     let Some(collection) = graph.collection_def.get(ATTACHMENTS_COLLECTION) else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let Some(collection_def::Kind::BytesList(list)) = &collection.kind else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
-    // Hub keeps the last attachment when a key repeats.
-    let mut found = None;
+    let mut found: Vec<ModuleAttachment> = Vec::new();
     for bytes in &list.value {
         let attachment =
             decode_bytes::<ModuleAttachment>(bytes, file, "tensorflow_hub.ModuleAttachment")?;
-        if attachment.key == IMAGE_INFO_KEY {
+        found.retain(|a| a.key != attachment.key);
+        found.push(attachment);
+    }
+    Ok(found)
+}
+
+/// The `amoeba_weights` attachment's note, if the variant has one: UTF-8, one line, at most
+/// [`MAX_WEIGHTS_NOTE_BYTES`].
+fn weights_note(attachments: &[ModuleAttachment], file: &Path) -> Result<Option<String>, ModuleError> {
+    let Some(attachment) = attachments.iter().find(|a| a.key == WEIGHTS_KEY) else {
+        return Ok(None);
+    };
+    let malformed = |problem: String| ModuleError::Malformed {
+        path: file.to_path_buf(),
+        problem: format!("the {WEIGHTS_KEY} attachment {problem}"),
+    };
+    let value = decode_bytes::<AttrValue>(&attachment.value, file, "tensorflow.AttrValue")?;
+    let Some(attr_value::Value::S(bytes)) = value.value else {
+        return Err(malformed("is not a string (AttrValue.s)".to_string()));
+    };
+    if bytes.len() > MAX_WEIGHTS_NOTE_BYTES {
+        return Err(malformed(format!(
+            "has {} bytes; at most {MAX_WEIGHTS_NOTE_BYTES} are read",
+            bytes.len()
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| malformed("is not UTF-8".to_string()))?;
+    if text.chars().any(char::is_control) {
+        return Err(malformed("has control characters".to_string()));
+    }
+    Ok(Some(text))
+}
+
+/// The `image_module_info` attachment's default size, if the variant has one.
+fn image_module_info(
+    attachments: &[ModuleAttachment],
+    file: &Path,
+) -> Result<Option<[usize; 2]>, ModuleError> {
+    let found = match attachments.iter().find(|a| a.key == IMAGE_INFO_KEY) {
+        None => None,
+        Some(attachment) => {
             let info = decode_bytes::<ImageModuleInfo>(
                 &attachment.value,
                 file,
                 "tensorflow_hub.ImageModuleInfo",
             )?;
-            found = info.default_image_size.map(|s| (s.height, s.width));
+            info.default_image_size.map(|s| (s.height, s.width))
         }
-    }
+    };
     match found {
         None => Ok(None),
         Some((h, w)) if (1..=MAX_IMAGE_SIDE).contains(&h) && (1..=MAX_IMAGE_SIDE).contains(&w) => {

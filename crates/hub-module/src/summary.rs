@@ -12,6 +12,8 @@ pub struct ModuleSummary {
     pub variants: Vec<VariantSummary>,
     /// [height, width] from `image_module_info`, when attached.
     pub image_size: Option<[usize; 2]>,
+    /// The `amoeba_weights` attachment's note (`random: ...` on this project's fixtures).
+    pub weights: Option<String>,
     pub num_variables: usize,
     /// Elements of every variable together.
     pub num_parameters: u64,
@@ -67,6 +69,7 @@ impl HubModule {
             format: self.format(),
             variants: self.variants().iter().map(variant_summary).collect(),
             image_size: self.image_size(),
+            weights: self.weights_note().map(str::to_string),
             num_variables: variables.len(),
             num_parameters,
             num_bytes: variables.iter().map(|v| v.bytes).sum(),
@@ -95,6 +98,9 @@ impl ModuleSummary {
         out += &format!("module:     {}\nformat:     {format}\n", self.source);
         if let Some([h, w]) = self.image_size {
             out += &format!("image size: {h}x{w} (image_module_info)\n");
+        }
+        if let Some(note) = &self.weights {
+            out += &format!("weights:    {note}\n");
         }
         out += &format!(
             "variables:  {} ({} parameters, {} bytes; {})\n",

@@ -120,26 +120,17 @@ fn a_signature_shape_of_too_many_dimensions_is_refused() {
     );
 }
 
-#[test]
-fn an_absurd_image_module_info_size_is_refused() {
+/// Appends the attachment `key` = `value` to every graph variant of the module's
+/// `saved_model.pb` (the last attachment of a key is the one Hub keeps).
+fn attach(module: &Path, key: &str, value: Vec<u8>) {
     use prost::Message;
     use tf_proto::tensorflow::{collection_def, SavedModel};
-    use tf_proto::tensorflow_hub::{
-        image_module_info::InputSize, ImageModuleInfo, ModuleAttachment,
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let module = copy_fixture(tmp.path());
+    use tf_proto::tensorflow_hub::ModuleAttachment;
     let path = module.join("saved_model.pb");
     let mut saved = SavedModel::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
-    let info = ImageModuleInfo {
-        default_image_size: Some(InputSize {
-            height: 100_000,
-            width: 100_000,
-        }),
-    };
     let attachment = ModuleAttachment {
-        key: "image_module_info".into(),
-        value: info.encode_to_vec(),
+        key: key.into(),
+        value,
     };
     for graph in &mut saved.meta_graphs {
         let collection = graph
@@ -152,9 +143,72 @@ fn an_absurd_image_module_info_size_is_refused() {
         list.value.push(attachment.encode_to_vec());
     }
     std::fs::write(&path, saved.encode_to_vec()).unwrap();
+}
+
+#[test]
+fn an_absurd_image_module_info_size_is_refused() {
+    use prost::Message;
+    use tf_proto::tensorflow_hub::{image_module_info::InputSize, ImageModuleInfo};
+    let tmp = tempfile::tempdir().unwrap();
+    let module = copy_fixture(tmp.path());
+    let info = ImageModuleInfo {
+        default_image_size: Some(InputSize {
+            height: 100_000,
+            width: 100_000,
+        }),
+    };
+    attach(&module, "image_module_info", info.encode_to_vec());
     let text = error_text(&module);
     assert!(
         text.contains("100000x100000") && text.contains("4096"),
         "{text}"
     );
+}
+
+fn string_attr(bytes: &[u8]) -> Vec<u8> {
+    use prost::Message;
+    use tf_proto::tensorflow::{attr_value, AttrValue};
+    AttrValue {
+        value: Some(attr_value::Value::S(bytes.to_vec())),
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_weights_note_is_read_and_the_last_one_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let module = copy_fixture(tmp.path());
+    attach(&module, "amoeba_weights", string_attr(b"trained: somebody's own"));
+    let opened = HubModule::open(&module).unwrap();
+    assert_eq!(opened.weights_note(), Some("trained: somebody's own"));
+}
+
+#[test]
+fn an_overlong_weights_note_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let module = copy_fixture(tmp.path());
+    attach(&module, "amoeba_weights", string_attr(&vec![b'x'; 5000]));
+    let text = error_text(&module);
+    assert!(
+        text.contains("amoeba_weights") && text.contains("5000 bytes") && text.contains("4096"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_weights_note_that_is_not_a_string_is_refused() {
+    use prost::Message;
+    use tf_proto::tensorflow::{attr_value, AttrValue};
+    let tmp = tempfile::tempdir().unwrap();
+    let module = copy_fixture(tmp.path());
+    let int = AttrValue {
+        value: Some(attr_value::Value::I(7)),
+    };
+    attach(&module, "amoeba_weights", int.encode_to_vec());
+    let text = error_text(&module);
+    assert!(text.contains("not a string"), "{text}");
+    let module = copy_fixture(&tmp.path().join("2"));
+    attach(&module, "amoeba_weights", string_attr(b"random:\x1b[31m red"));
+    let text = error_text(&module);
+    assert!(text.contains("control characters"), "{text}");
 }

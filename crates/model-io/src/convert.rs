@@ -515,6 +515,9 @@ fn metadata(
         keys::TOOL.to_string(),
         format!("amoeba {}", env!("CARGO_PKG_VERSION")),
     );
+    if let Some(note) = &model.weights_note {
+        meta.insert(keys::WEIGHTS.to_string(), note.clone());
+    }
     Ok(meta)
 }
 

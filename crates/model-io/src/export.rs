@@ -48,7 +48,7 @@ pub fn export_onnx(
         path: model.path.clone(),
         source,
     };
-    let metadata = vec![
+    let mut metadata = vec![
         (keys::NETWORK.to_string(), model.spec.to_json()),
         (
             keys::TOOL.to_string(),
@@ -60,6 +60,9 @@ pub fn export_onnx(
         ),
         ("amoeba.labels".to_string(), LABELS.to_string()),
     ];
+    if let Some(note) = &model.weights_note {
+        metadata.push((keys::WEIGHTS.to_string(), note.clone()));
+    }
     let weights = model.weights();
     let graph = onnx_export::build(&model.spec, &*weights, metadata).map_err(export_err)?;
     let data_bytes = graph.data_bytes();

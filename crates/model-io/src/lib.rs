@@ -19,7 +19,7 @@ pub use convert::{convert, ConvertReport, Provenance};
 pub use error::ModelError;
 pub use export::{export_onnx, ExportReport};
 pub use header::check_safetensors_bytes;
-pub use model::{cache_note, Model, ModelKind};
+pub use model::{cache_note, weights_are_random, Model, ModelKind};
 pub use weights::{ModuleWeights, SafetensorsWeights};
 
 /// `__metadata__` keys written by [`convert`].
@@ -36,6 +36,9 @@ pub mod keys {
     pub const TOOL: &str = "amoeba.tool";
     /// Notes from extraction where variable names and graph disagreed (JSON list).
     pub const DISAGREEMENTS: &str = "amoeba.genotype.disagreements";
+    /// The source module's note on its weights (its `amoeba_weights` attachment), when it
+    /// has one: `random: ...` for the fixtures this project generates.
+    pub const WEIGHTS: &str = "amoeba.weights";
 }
 
 pub use nasnet_genotype::NetworkSpec;

@@ -19,9 +19,35 @@ pub struct Model {
     pub spec: NetworkSpec,
     /// Notes where the module's variable names and graph disagreed (the graph won).
     pub disagreements: Vec<String>,
-    /// Other notes from reading the module (variables the network does not use).
+    /// Other notes from reading the module (variables the network does not use, random
+    /// weights).
     pub notes: Vec<String>,
+    /// The note on the weights: the module's `amoeba_weights` attachment, or a converted
+    /// file's `amoeba.weights` metadata. `random: ...` marks weights that mean nothing.
+    pub weights_note: Option<String>,
     pub kind: ModelKind,
+}
+
+/// Whether a weights note marks the weights as random.
+pub fn weights_are_random(note: Option<&str>) -> bool {
+    note.is_some_and(|n| n.starts_with("random"))
+}
+
+/// The notice for a model whose weights are marked random, else none: what the mark says
+/// of them (up to its first `;`) and where the real module is.
+fn random_weights_notice(note: Option<&str>) -> Option<String> {
+    let note = note.filter(|n| weights_are_random(Some(n)))?;
+    let what = note
+        .trim_start_matches("random")
+        .trim_start_matches([':', ' '])
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    Some(format!(
+        "this model's weights are random ({what}): its labels and scores mean nothing; the real \
+         AmoebaNet-A is https://tfhub.dev/google/imagenet/amoebanet_a_n18_f448/classification/1"
+    ))
 }
 
 impl Model {
@@ -67,11 +93,22 @@ impl Model {
             .get(keys::DISAGREEMENTS)
             .and_then(|j| serde_json::from_str(j).ok())
             .unwrap_or_default();
+        let weights_note = meta.get(keys::WEIGHTS).cloned();
+        if let Some(note) = &weights_note {
+            if note.len() > hub_module::MAX_WEIGHTS_NOTE_BYTES || note.chars().any(char::is_control) {
+                return Err(invalid(format!(
+                    "bad {} metadata: at most {} bytes and no control characters",
+                    keys::WEIGHTS,
+                    hub_module::MAX_WEIGHTS_NOTE_BYTES
+                )));
+            }
+        }
         Ok(Model {
             path: path.to_path_buf(),
             spec,
             disagreements,
-            notes: Vec::new(),
+            notes: random_weights_notice(weights_note.as_deref()).into_iter().collect(),
+            weights_note,
             kind: ModelKind::Safetensors(weights),
         })
     }
@@ -82,11 +119,14 @@ impl Model {
         check_network_weights_are_float(&module, &extraction.spec)?;
         let mut notes = extraction.notes;
         notes.extend(cache_note(&module));
+        let weights_note = module.weights_note().map(str::to_string);
+        notes.extend(random_weights_notice(weights_note.as_deref()));
         Ok(Model {
             path: path.to_path_buf(),
             spec: extraction.spec,
             disagreements: extraction.disagreements,
             notes,
+            weights_note,
             kind: ModelKind::Module(Box::new(module)),
         })
     }
