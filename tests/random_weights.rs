@@ -30,7 +30,10 @@ fn classify_on_a_fixture_says_its_weights_are_random() {
         stderr.contains("amoebanet_a_n18_f448"),
         "names the real module: {stderr}"
     );
-    assert!(!stdout.contains(NOTICE), "the notice is not in the results: {stdout}");
+    assert!(
+        !stdout.contains(NOTICE),
+        "the notice is not in the results: {stdout}"
+    );
     let (code, _, stderr) = amoeba(&["classify", "-q", module.to_str().unwrap(), &photo()]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains(NOTICE), "--quiet: {stderr}");
@@ -64,7 +67,10 @@ fn convert_carries_the_mark_and_the_converted_file_says_it() {
     assert_eq!(code, Some(0), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let weights = v["weights"].as_str().unwrap();
-    assert!(weights.starts_with("random: seeded numpy (seed 3008)"), "{weights}");
+    assert!(
+        weights.starts_with("random: seeded numpy (seed 3008)"),
+        "{weights}"
+    );
     let (code, text, _) = amoeba(&["inspect", file.to_str().unwrap()]);
     assert_eq!(code, Some(0));
     assert!(text.contains("weights:    random: seeded numpy"), "{text}");
@@ -118,7 +124,7 @@ fn with_weights_metadata(file: &std::path::Path, note: &str, out: &std::path::Pa
     let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
     header["__metadata__"]["amoeba.weights"] = serde_json::Value::from(note);
     let mut json = serde_json::to_vec(&header).unwrap();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut new = (json.len() as u64).to_le_bytes().to_vec();
@@ -140,7 +146,10 @@ fn a_bad_weights_note_in_a_converted_file_is_refused() {
     ]);
     assert_eq!(code, Some(0), "{stderr}");
     let input = repo("fixtures/goldens/amoebanet_a_n3_f8.golden.safetensors");
-    for (name, note) in [("ctl", "random\u{1b}[2J".to_string()), ("long", "r".repeat(5000))] {
+    for (name, note) in [
+        ("ctl", "random\u{1b}[2J".to_string()),
+        ("long", "r".repeat(5000)),
+    ] {
         let bad = dir.path().join(format!("{name}.safetensors"));
         with_weights_metadata(&file, &note, &bad);
         let out = dir.path().join("out.safetensors");
@@ -154,7 +163,8 @@ fn a_bad_weights_note_in_a_converted_file_is_refused() {
         ]);
         assert_eq!(code, Some(2), "{name}: {stderr}");
         assert!(
-            stderr.contains("bad amoeba.weights metadata") && stderr.contains(bad.to_str().unwrap()),
+            stderr.contains("bad amoeba.weights metadata")
+                && stderr.contains(bad.to_str().unwrap()),
             "{name}: {stderr}"
         );
         assert!(!out.exists(), "{name}: no output");

@@ -660,7 +660,10 @@ fn attachments(graph: &MetaGraphDef, file: &Path) -> Result<Vec<ModuleAttachment
 
 /// The `amoeba_weights` attachment's note, if the variant has one: UTF-8, one line, at most
 /// [`MAX_WEIGHTS_NOTE_BYTES`].
-fn weights_note(attachments: &[ModuleAttachment], file: &Path) -> Result<Option<String>, ModuleError> {
+fn weights_note(
+    attachments: &[ModuleAttachment],
+    file: &Path,
+) -> Result<Option<String>, ModuleError> {
     let Some(attachment) = attachments.iter().find(|a| a.key == WEIGHTS_KEY) else {
         return Ok(None);
     };

@@ -178,7 +178,11 @@ fn string_attr(bytes: &[u8]) -> Vec<u8> {
 fn a_weights_note_is_read_and_the_last_one_wins() {
     let tmp = tempfile::tempdir().unwrap();
     let module = copy_fixture(tmp.path());
-    attach(&module, "amoeba_weights", string_attr(b"trained: somebody's own"));
+    attach(
+        &module,
+        "amoeba_weights",
+        string_attr(b"trained: somebody's own"),
+    );
     let opened = HubModule::open(&module).unwrap();
     assert_eq!(opened.weights_note(), Some("trained: somebody's own"));
 }
@@ -208,7 +212,11 @@ fn a_weights_note_that_is_not_a_string_is_refused() {
     let text = error_text(&module);
     assert!(text.contains("not a string"), "{text}");
     let module = copy_fixture(&tmp.path().join("2"));
-    attach(&module, "amoeba_weights", string_attr(b"random:\x1b[31m red"));
+    attach(
+        &module,
+        "amoeba_weights",
+        string_attr(b"random:\x1b[31m red"),
+    );
     let text = error_text(&module);
     assert!(text.contains("control characters"), "{text}");
 }

@@ -2,8 +2,10 @@
 //!
 //! Owns: converting a hub module's variables to a safetensors file (TF names and layouts,
 //! the network description, signatures and provenance in `__metadata__`, written to a
-//! temporary file and renamed so no partial output is ever left), and opening either a hub
-//! module or such a safetensors file as a [`Model`]: a [`NetworkSpec`] plus weights.
+//! temporary file and renamed so no partial output is ever left), the exports built on it
+//! (ONNX through crate `onnx-export`; a PyTorch `state_dict` in safetensors, [`export_torch`],
+//! for `python/amoeba_torch`), and opening either a hub module or such a safetensors file as
+//! a [`Model`]: a [`NetworkSpec`] plus weights.
 //!
 //! Does not own: the checkpoint's byte layout (`tensor-bundle`), the genotype's extraction
 //! (`nasnet-genotype`), or running the network (`nasnet-forward`).
@@ -13,6 +15,7 @@ mod error;
 mod export;
 pub mod header;
 mod model;
+mod torch;
 mod weights;
 
 pub use convert::{convert, ConvertReport, Provenance};
@@ -20,6 +23,7 @@ pub use error::ModelError;
 pub use export::{export_onnx, ExportReport};
 pub use header::check_safetensors_bytes;
 pub use model::{cache_note, weights_are_random, Model, ModelKind};
+pub use torch::{export_torch, torch_keys, TorchExportReport, TORCH_FORMAT};
 pub use weights::{ModuleWeights, SafetensorsWeights};
 
 /// `__metadata__` keys written by [`convert`].

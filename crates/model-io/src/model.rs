@@ -95,7 +95,8 @@ impl Model {
             .unwrap_or_default();
         let weights_note = meta.get(keys::WEIGHTS).cloned();
         if let Some(note) = &weights_note {
-            if note.len() > hub_module::MAX_WEIGHTS_NOTE_BYTES || note.chars().any(char::is_control) {
+            if note.len() > hub_module::MAX_WEIGHTS_NOTE_BYTES || note.chars().any(char::is_control)
+            {
                 return Err(invalid(format!(
                     "bad {} metadata: at most {} bytes and no control characters",
                     keys::WEIGHTS,
@@ -107,7 +108,9 @@ impl Model {
             path: path.to_path_buf(),
             spec,
             disagreements,
-            notes: random_weights_notice(weights_note.as_deref()).into_iter().collect(),
+            notes: random_weights_notice(weights_note.as_deref())
+                .into_iter()
+                .collect(),
             weights_note,
             kind: ModelKind::Safetensors(weights),
         })

@@ -53,6 +53,54 @@ pub struct Family {
     pub reduction_cells: ReductionCells,
     /// The arg scopes' batch-norm epsilon (descriptive: extraction reads the graph's).
     pub batch_norm_epsilon: f64,
+    /// How the family's hub modules train (their `{"train"}` graph): what the PyTorch export
+    /// writes as `amoeba.training` for a fine-tuning model.
+    pub training: Training,
+}
+
+/// How path dropout's keep probability varies through the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropPathSchedule {
+    /// The same keep probability after every operation (tensorflow/tpu AmoebaNet, burn-in 0).
+    #[default]
+    Constant,
+    /// Scaled by the cell's place in the network (TF-slim's drop path v3, at its last step).
+    LayerScaled,
+}
+
+/// One configuration's path-dropout keep probability, told apart by the stem's width.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DropPathKeep {
+    pub stem_filters: usize,
+    pub keep_prob: f64,
+}
+
+/// A family's training hyper-parameters, as its hub modules were exported with them.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Training {
+    #[serde(rename = "about")]
+    _about: String,
+    /// TensorFlow's moving-average decay (PyTorch's momentum is 1 - decay).
+    pub batch_norm_decay: f64,
+    pub dense_dropout_keep_prob: f64,
+    pub drop_path_schedule: DropPathSchedule,
+    /// Per configuration (NASNet-A mobile and large differ).
+    pub drop_path_keep_prob: Vec<DropPathKeep>,
+    /// For a configuration not listed.
+    pub default_drop_path_keep_prob: f64,
+}
+
+impl Training {
+    /// The keep probability of the configuration whose stem convolution has `stem_filters`.
+    pub fn drop_path_keep_prob(&self, stem_filters: usize) -> f64 {
+        self.drop_path_keep_prob
+            .iter()
+            .find(|k| k.stem_filters == stem_filters)
+            .map_or(self.default_drop_path_keep_prob, |k| k.keep_prob)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -130,6 +178,18 @@ pub struct HeadNames {
     pub aux_head_prefix: String,
 }
 
+/// The PyTorch layout export's names.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TorchNames {
+    #[serde(rename = "about")]
+    _about: String,
+    /// TF variable leaf name -> PyTorch's (`weights` -> `weight`, `gamma` -> `weight`, ...).
+    pub leaf_names: std::collections::BTreeMap<String, String>,
+    /// The int64 counter every `torch.nn.BatchNorm2d` has in its state_dict.
+    pub batch_norm_counter: String,
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct HubNames {
@@ -156,6 +216,13 @@ pub struct Conventions {
     pub variables: VariableNames,
     pub head: HeadNames,
     pub hub: HubNames,
+    pub torch: TorchNames,
+}
+
+/// The embedded `data/conventions.json` as text (the PyTorch export carries it, so that
+/// `python/amoeba_torch` reads the same names).
+pub fn conventions_json() -> &'static str {
+    CONVENTIONS_JSON
 }
 
 /// The embedded conventions, parsed once.
@@ -374,6 +441,14 @@ impl Conventions {
         )
     }
 
+    /// The PyTorch name of TF variable `tf_name`: `/` -> `.`, the last part renamed by
+    /// `torch.leaf_names`; `None` for a leaf the table does not name.
+    pub fn torch_name(&self, tf_name: &str) -> Option<String> {
+        let (scope, leaf) = tf_name.rsplit_once('/')?;
+        let leaf = self.torch.leaf_names.get(leaf)?;
+        Some(format!("{}.{leaf}", scope.replace('/', ".")))
+    }
+
     /// The family whose stem scope is `stem_scope` and whose reduction cells are placed so.
     pub fn family(&self, stem_scope: &str, reduction_cells: ReductionCells) -> Option<&Family> {
         self.families
@@ -385,6 +460,36 @@ impl Conventions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn torch_names_follow_the_leaf_table() {
+        let c = parse(CONVENTIONS_JSON).expect("data/conventions.json");
+        let name = |tf: &str| c.torch_name(tf);
+        assert_eq!(
+            name("cell_0/comb_iter_3/left/separable_3x3_1/depthwise_weights").as_deref(),
+            Some("cell_0.comb_iter_3.left.separable_3x3_1.depthwise.weight")
+        );
+        assert_eq!(
+            name("stem/conv0_bn/moving_variance").as_deref(),
+            Some("stem.conv0_bn.running_var")
+        );
+        assert_eq!(
+            name("final_layer/FC/biases").as_deref(),
+            Some("final_layer.FC.bias")
+        );
+        assert_eq!(name("global_step"), None);
+        assert_eq!(name("cell_0/1x1/kernel"), None);
+        // The three families' training facts, and NASNet-A's two configurations.
+        let nasnet = c.family("conv0", ReductionCells::Separate).unwrap();
+        assert_eq!(nasnet.training.drop_path_keep_prob(32), 1.0);
+        assert_eq!(nasnet.training.drop_path_keep_prob(96), 0.7);
+        let amoeba = c.family("stem/conv0", ReductionCells::Separate).unwrap();
+        assert_eq!(amoeba.training.batch_norm_decay, 0.9);
+        assert_eq!(
+            amoeba.training.drop_path_schedule,
+            DropPathSchedule::Constant
+        );
+    }
 
     #[test]
     fn the_embedded_file_parses_and_names_what_the_spec_says() {

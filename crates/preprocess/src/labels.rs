@@ -96,7 +96,10 @@ mod tests {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(IMAGENET_LABELS.as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "536feacc519de3d418de26b2effb4d75694a8c4c0063e36499a46fa8061e2da9");
+        assert_eq!(
+            hex,
+            "536feacc519de3d418de26b2effb4d75694a8c4c0063e36499a46fa8061e2da9"
+        );
     }
 
     #[test]
