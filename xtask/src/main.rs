@@ -29,6 +29,7 @@ mod bench_classify;
 mod check_convert;
 mod check_eval;
 mod check_onnx;
+mod check_torch;
 mod child;
 mod fuzz;
 
@@ -148,6 +149,14 @@ enum Cmd {
         #[arg(long)]
         full: Option<PathBuf>,
     },
+    /// Export every fixture and conformance module with `--format torch`, load it with
+    /// `python/amoeba_torch` in PyTorch (its own venv, `xtask/.venv-torch`) and compare with
+    /// TensorFlow's goldens; fine-tune one fixture per family. Non-zero exit on any mismatch.
+    CheckTorch {
+        /// Also a full-size module: a folder made by `cargo xtask synth-full -o DIR`.
+        #[arg(long)]
+        full: Option<PathBuf>,
+    },
     /// Run `amoeba eval` and TensorFlow on photos made from the shipped ones, for every
     /// classification fixture and conformance module; non-zero exit on any top-5 difference.
     CheckEval {
@@ -155,6 +164,11 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         photos: usize,
     },
+    /// Check every crate, test and example against the stated minimum Rust (`rust-version`):
+    /// clippy's `incompatible_msrv` denies any standard-library item stabilized later. (Only
+    /// one toolchain can be installed on this machine kind, so this stands in for a build
+    /// with the old compiler; `tests/msrv.rs` checks the locked dependencies.)
+    Msrv,
     /// Write the manual pages (amoeba.1 and one per command) with clap_mangen.
     Man {
         /// Output folder.
@@ -206,12 +220,24 @@ fn main() -> Result<()> {
             },
         ),
         Cmd::CheckConvert => check_convert::run(&root, &ensure_venv(&root)?),
+        Cmd::Msrv => {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            run(Command::new(cargo)
+                .args(["clippy", "--workspace", "--all-targets", "--locked", "--"])
+                .args(["-A", "clippy::all", "-D", "clippy::incompatible_msrv"])
+                .current_dir(&root))
+        }
         Cmd::Man { out } => {
             let amoeba = build_amoeba(&root)?;
             run(Command::new(amoeba).arg("man").arg(root.join(out)))
         }
         Cmd::CheckEval { photos } => check_eval::run(&root, &ensure_venv(&root)?, photos),
         Cmd::CheckOnnx { full } => check_onnx::run(&root, &ensure_venv(&root)?, full.as_deref()),
+        Cmd::CheckTorch { full } => check_torch::run(
+            &root,
+            &ensure_venv_at(&root, ".venv-torch", "requirements-torch.txt")?,
+            full.as_deref(),
+        ),
         Cmd::Fixtures {
             check,
             out,
@@ -363,9 +389,14 @@ fn path_arg(p: &Path) -> String {
 /// when the venv is new or the requirements changed since the last install
 /// (a hash stamp in the venv remembers it). Returns the venv's python.
 fn ensure_venv(root: &Path) -> Result<PathBuf> {
-    let venv = root.join("xtask/.venv");
+    ensure_venv_at(root, ".venv", "requirements.txt")
+}
+
+/// [`ensure_venv`] for the venv `xtask/<venv>` of `xtask/<requirements>`.
+fn ensure_venv_at(root: &Path, venv: &str, requirements: &str) -> Result<PathBuf> {
+    let venv = root.join("xtask").join(venv);
     let python = venv.join("bin/python");
-    let requirements = root.join("xtask/requirements.txt");
+    let requirements = root.join("xtask").join(requirements);
     let text = std::fs::read(&requirements)
         .with_context(|| format!("reading {}", requirements.display()))?;
     let want = format!("{:016x}\n", fnv1a64(&text));
