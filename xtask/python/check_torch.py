@@ -84,7 +84,7 @@ def fine_tune(model, golden, steps=5, lr=0.01):
     for _ in range(steps):
         torch.manual_seed(0)  # the same dropout masks at every step
         loss = torch.nn.functional.cross_entropy(model(images), labels)
-        losses.append(float(loss))
+        losses.append(loss.item())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

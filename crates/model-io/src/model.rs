@@ -45,8 +45,9 @@ fn random_weights_notice(note: Option<&str>) -> Option<String> {
         .unwrap_or_default()
         .trim();
     Some(format!(
-        "this model's weights are random ({what}): its labels and scores mean nothing; the real \
-         AmoebaNet-A is https://tfhub.dev/google/imagenet/amoebanet_a_n18_f448/classification/1"
+        "this model's weights are random ({what}): its labels and scores mean nothing; trained \
+         ones are the TF Hub modules, e.g. AmoebaNet-A at \
+         https://tfhub.dev/google/imagenet/amoebanet_a_n18_f448/classification/1"
     ))
 }
 
