@@ -9,9 +9,13 @@ Usage:
 golden's images first (if given), then seeded uniform noise, so Rust and TensorFlow see the
 same bytes.  `forward` times the `image_classification` signature of a hub.Module in a
 tf.compat.v1 graph: one warm-up run, then R timed runs, one `forward_seconds S` line each
-(the same lines `amoeba run --repeat` prints).  `convert` is the Python baseline of
-`amoeba convert`: tf.train.load_checkpoint, then safetensors.numpy.save_file of every
-variable.  The process's wall time and peak RSS are measured by the caller.
+(the same lines `amoeba run --repeat` prints).  Where tensorflow_hub has no `hub.Module`
+(TensorFlow 2.16 and later: tensorflow_hub 0.16 dropped it, 0.15 no longer imports), `forward`
+imports the module's inference graph (tags {}) from its saved_model.pb and restores its
+variables with a Saver instead: the same ops, fed and run the same way (`inference_graph`).
+`convert` is the Python baseline of `amoeba convert`: tf.train.load_checkpoint, then
+safetensors.numpy.save_file of every variable.  The process's wall time and peak RSS are
+measured by the caller.
 """
 
 import argparse
@@ -55,18 +59,50 @@ def tf_info(tf):
           flush=True)
 
 
+def inference_graph(tf, module_path, x, signature="image_classification"):
+    """Imports the TF1 Hub module's inference graph (the meta graph with no tags) into the
+    default graph with its input placeholder replaced by `x`; returns the signature's logits
+    and a function that restores the module's variables into a session (hub.Module's
+    initializer does the same from the same checkpoint)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    v1 = tf.compat.v1
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(module_path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    meta = [m for m in saved.meta_graphs if not m.meta_info_def.tags]
+    if len(meta) != 1:
+        sys.exit(f"{module_path}: expected one meta graph with no tags, found {len(meta)}")
+    sig = meta[0].signature_def[signature]
+    v1.train.import_meta_graph(meta[0], clear_devices=True,
+                               input_map={sig.inputs["images"].name: x})
+    graph = v1.get_default_graph()
+    logits = graph.get_tensor_by_name(sig.outputs["logits"].name)
+    saver = v1.train.Saver(graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES))
+    ckpt = os.path.join(module_path, "variables", "variables")
+    return logits, lambda sess: saver.restore(sess, ckpt)
+
+
 def forward_cmd(module_path, input_path, repeats):
     import tensorflow as tf
-    import tensorflow_hub as hub
+    try:
+        import tensorflow_hub as hub
+    except ImportError:
+        hub = None
     v1 = tf.compat.v1
     tf_info(tf)
+    loader = "hub.Module" if hasattr(hub, "Module") else "saved_model.pb meta graph (tags {})"
+    print(f"tf_loader: {loader}", flush=True)
     images = load_file(input_path)["images"]
     with tf.Graph().as_default():
-        module = hub.Module(module_path)
         x = v1.placeholder(tf.float32, [None] + list(images.shape[1:]))
-        logits = module(x, signature="image_classification")
+        if hasattr(hub, "Module"):
+            module = hub.Module(module_path)
+            logits = module(x, signature="image_classification")
+            restore = lambda sess: sess.run(v1.global_variables_initializer())
+        else:
+            logits, restore = inference_graph(tf, module_path, x)
         with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
+            restore(sess)
             start = time.perf_counter()
             sess.run(logits, {x: images})
             print(f"warmup_seconds {time.perf_counter() - start:.6f}", flush=True)

@@ -105,7 +105,8 @@ enum Cmd {
               value_parser = ["amoebanet", "nasnet_mobile", "nasnet_large", "pnasnet_large"])]
         family: String,
     },
-    /// Time the Rust forward pass and conversion against TensorFlow (full-size module).
+    /// Time the Rust forward pass (f32, bf16) and conversion against TensorFlow 2.15 and 2.21
+    /// and OpenVINO f32 and bf16 (full-size module).
     Bench {
         /// Module folder (made by `cargo xtask synth-full -o /tmp/xt/full`).
         #[arg(long, default_value = bench::DEFAULT_MODULE)]
@@ -113,13 +114,24 @@ enum Cmd {
         /// Timed runs per process and batch size, after one warm-up run.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         repeats: u32,
-        /// Rounds of the forward comparison (Rust then TensorFlow at batch 1, then at batch
-        /// 8), run one after the other; each engine's timed runs are pooled over the rounds.
+        /// Rounds of the forward comparison (every engine at batch 1, then at batch 8, one
+        /// process each), run one after the other; each engine's timed runs are pooled over
+        /// the rounds.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
         rounds: u32,
-        /// Only the Rust side (no TensorFlow forward pass, no Python conversion).
+        /// No TensorFlow at all (no forward pass of either version, no Python conversion).
         #[arg(long)]
         skip_tf: bool,
+        /// No TensorFlow 2.15 forward pass (xtask/.venv).
+        #[arg(long)]
+        skip_tf215: bool,
+        /// No TensorFlow 2.21 forward pass (xtask/.venv-bench).
+        #[arg(long)]
+        skip_tf221: bool,
+        /// No OpenVINO (no freezing either). With --skip-tf221 too: the engines of before
+        /// issue 15, without xtask/.venv-bench.
+        #[arg(long)]
+        skip_openvino: bool,
     },
     /// Peak RSS and throughput of `amoeba classify` as the number of photos grows, against
     /// the forward pass alone.
@@ -194,14 +206,27 @@ fn main() -> Result<()> {
             repeats,
             rounds,
             skip_tf,
+            skip_tf215,
+            skip_tf221,
+            skip_openvino,
         } => {
             let opts = bench::Options {
                 module,
                 repeats,
                 rounds,
                 skip_tf,
+                skip_tf215,
+                skip_tf221,
+                skip_openvino,
             };
-            bench::run(&root, &ensure_venv(&root)?, &opts)
+            // The venvs' wheels are large (TensorFlow twice): no copies in pip's cache.
+            std::env::set_var("PIP_NO_CACHE_DIR", "1");
+            let python = ensure_venv(&root)?;
+            let bench_python = opts
+                .needs_bench_venv()
+                .then(|| ensure_venv_at(&root, ".venv-bench", "requirements-bench.txt"))
+                .transpose()?;
+            bench::run(&root, &python, bench_python.as_deref(), &opts)
         }
         Cmd::BenchClassify {
             module,
