@@ -12,17 +12,22 @@
 //!   `nasnet_mobile` (224 px, 12 cells, F=44), `nasnet_large` (331 px,
 //!   18 cells, F=168, stem 96, skip_reduction_layer_input=1) or `pnasnet_large`
 //!   (331 px, 12 cells, F=216, stem 96, one cell type) module.
-//! * `bench [--module DIR] [--repeats R] [--rounds N] [--skip-tf]`: the Rust forward pass
-//!   and conversion timed against TensorFlow on the same module (see bench.rs).
+//! * `bench [--module DIR] [--repeats R] [--rounds N] [--skip-tf] [--skip-tf215]
+//!   [--skip-tf221] [--skip-openvino]`: the Rust forward pass (f32, bf16) and conversion
+//!   timed against TensorFlow 2.15 and 2.21 and OpenVINO f32 and bf16 on the same module
+//!   (see bench.rs; TF 2.21 and OpenVINO in `xtask/.venv-bench`).
 //! * `check-convert`: every fixture module converted by `amoeba convert` and
 //!   compared with TensorFlow's checkpoint reader.
 //! * `check-onnx [--full DIR]`: every fixture exported by `amoeba export --format onnx`,
 //!   checked by `onnx.checker` and run in ONNX Runtime against the TF goldens.
+//! * `check-torch [--full DIR]`: every fixture exported by `amoeba export --format torch`,
+//!   loaded by `python/amoeba_torch` in PyTorch (`xtask/.venv-torch`) against the TF goldens.
+//! * `msrv`: clippy's `incompatible_msrv` against the stated `rust-version`.
 //! * `fuzz --seconds N`: every cargo-fuzz target for N seconds (see fuzz.rs).
 //!
-//! The numbers all come from TensorFlow, run by the Python scripts in
-//! `xtask/python/`; this program only prepares the pinned virtual environment
-//! `xtask/.venv` and calls them.
+//! The numbers all come from TensorFlow (or PyTorch, OpenVINO), run by the Python scripts in
+//! `xtask/python/`; this program only prepares the pinned virtual environments
+//! (`xtask/.venv`, `.venv-bench`, `.venv-torch`) and calls them.
 
 mod bench;
 mod bench_classify;
