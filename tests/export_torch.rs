@@ -283,31 +283,44 @@ fn wrong_flag_combinations_and_collisions_are_refused_without_output() {
         err.contains("--external-data is for --format onnx"),
         "{err}"
     );
-    // The name map may not be the output, nor inside the module.
-    let (code, _, err) = amoeba(&[
+    // The name map may not be the output (however spelt), nor inside the module (a copy: a
+    // regression must not overwrite a repository file).
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let spelt = sub.join("../t.safetensors");
+    for map in [&out, &spelt] {
+        let args = [
+            "export",
+            s(&module),
+            "--format",
+            "torch",
+            "-o",
+            s(&out),
+            "--name-map",
+            s(map),
+        ];
+        let (code, _, err) = amoeba(&args);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("is also the output"), "{err}");
+    }
+    std::fs::remove_dir(&sub).unwrap();
+    let copy = common::copy_fixture_module(&dir.path().join("copy"));
+    let inside = copy.join("variables/variables.index");
+    let args = [
         "export",
-        s(&module),
-        "--format",
-        "torch",
-        "-o",
-        s(&out),
-        "--name-map",
-        s(&out),
-    ]);
-    assert_eq!(code, Some(2), "{err}");
-    let inside = module.join("variables/variables.index");
-    let (code, _, err) = amoeba(&[
-        "export",
-        s(&module),
+        s(&copy),
         "--format",
         "torch",
         "-o",
         s(&out),
         "--name-map",
         s(&inside),
-    ]);
+    ];
+    let (code, _, err) = amoeba(&args);
     assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("inside the input"), "{err}");
     assert!(!out.exists() && !onnx.exists() && !map.exists());
+    std::fs::remove_dir_all(dir.path().join("copy")).unwrap();
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "no temporary files left: {left:?}");
 }

@@ -312,10 +312,8 @@ class Bottleneck(Operation):
     -> ``bn``; ``KxK`` is one conv with the stride -> ``bn``. The bottleneck (``pre``/``post``)
     narrows to ``width`` channels; it is absent (``width`` None) when the official rule gives
     fewer than 1 channel (see :func:`bottleneck_width`); then the convs make the cell's width
-    directly, as tensorflow/tpu's ``_apply_operation`` builds them. (The project's Rust forward
-    pass and ONNX builder keep the *input's* width through a bottleneck-less ``1xK_Kx1``
-    instead: the same network whenever the op reads a state of the cell's width, as AmoebaNet's
-    ``1x7_7x1`` on h0 does; for another input width they refuse the weights.)
+    directly, as tensorflow/tpu's ``_apply_operation`` builds them (and as the project's Rust
+    forward pass and ONNX builder do).
     """
 
     def __init__(self, names: Names, s: Settings, kernel: int, factorized: bool,
@@ -702,7 +700,9 @@ class AmoebaNet(Scope):
         x = x * self.input_scale + self.input_offset
         outputs = [self.at(self.stem_bn_scope)(self.at(self.stem_conv_scope)(x))]
         for scope, source, prev in self.cell_wiring:
-            out = self[scope](outputs[source], outputs[prev] if prev is not None else None)
+            # Without a previous layer the cell's own input stands in, as in the Rust forward
+            # pass (`prev.unwrap_or(net)`).
+            out = self[scope](outputs[source], outputs[prev if prev is not None else source])
             outputs.append(out)
             if taps is not None:
                 taps[scope] = out

@@ -65,11 +65,16 @@ def evaluate(model, golden):
             results.append(compare("logits", logits, golden["logits"]))
             same_top5 = top5(logits) == top5(golden["logits"])
         if hasattr(model, "forward_cells"):
-            # The goldens hold each cell's output as `cell_output/<scope>`, NHWC.
-            for scope, out in model.forward_cells(images).items():
-                key = f"cell_output/{scope}"
-                if key in golden:
-                    results.append(compare(key, out.permute(0, 2, 3, 1), golden[key]))
+            # The goldens hold each cell's output as `cell_output/<scope>`, NHWC; every one
+            # must be compared (a drift of scope names must not pass unnoticed).
+            cells = {f"cell_output/{scope}": out
+                     for scope, out in model.forward_cells(images).items()}
+            for key in sorted(k for k in golden if k.startswith("cell_output/")):
+                if key not in cells:
+                    results.append({"tensor": key, "max_abs_err": float("inf"), "bar": 1.0,
+                                    "ok": False, "problem": "the model has no such cell"})
+                    continue
+                results.append(compare(key, cells[key].permute(0, 2, 3, 1), golden[key]))
     return results, same_top5
 
 

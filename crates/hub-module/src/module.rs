@@ -600,9 +600,8 @@ impl GraphVariant {
                 path: file.to_path_buf(),
                 problem,
             })?;
-        let attachments = attachments(&meta_graph, file)?;
-        let image_size = image_module_info(&attachments, file)?;
-        let weights_note = weights_note(&attachments, file)?;
+        let image_size = image_module_info(attachment(&meta_graph, IMAGE_INFO_KEY, file)?, file)?;
+        let weights_note = weights_note(attachment(&meta_graph, WEIGHTS_KEY, file)?, file)?;
         Ok(GraphVariant {
             tags,
             signatures,
@@ -640,31 +639,37 @@ fn read_module_format(path: &Path, shown: &Path) -> Result<ModuleFormat, ModuleE
     Ok(ModuleFormat::HubV3)
 }
 
-/// The variant's hub attachments; when a key repeats, the last one (as Hub keeps it).
-fn attachments(graph: &MetaGraphDef, file: &Path) -> Result<Vec<ModuleAttachment>, ModuleError> {
+/// The variant's attachment `key`; when a key repeats, the last one (as Hub keeps it). The
+/// list is scanned from its end and only until the key is found, one attachment decoded and
+/// dropped at a time: a hostile file of a million attachments costs one pass, not a copy.
+fn attachment(
+    graph: &MetaGraphDef,
+    key: &str,
+    file: &Path,
+) -> Result<Option<ModuleAttachment>, ModuleError> {
     let Some(collection) = graph.collection_def.get(ATTACHMENTS_COLLECTION) else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let Some(collection_def::Kind::BytesList(list)) = &collection.kind else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
-    let mut found: Vec<ModuleAttachment> = Vec::new();
-    for bytes in &list.value {
+    for bytes in list.value.iter().rev() {
         let attachment =
             decode_bytes::<ModuleAttachment>(bytes, file, "tensorflow_hub.ModuleAttachment")?;
-        found.retain(|a| a.key != attachment.key);
-        found.push(attachment);
+        if attachment.key == key {
+            return Ok(Some(attachment));
+        }
     }
-    Ok(found)
+    Ok(None)
 }
 
 /// The `amoeba_weights` attachment's note, if the variant has one: UTF-8, one line, at most
 /// [`MAX_WEIGHTS_NOTE_BYTES`].
 fn weights_note(
-    attachments: &[ModuleAttachment],
+    attachment: Option<ModuleAttachment>,
     file: &Path,
 ) -> Result<Option<String>, ModuleError> {
-    let Some(attachment) = attachments.iter().find(|a| a.key == WEIGHTS_KEY) else {
+    let Some(attachment) = attachment else {
         return Ok(None);
     };
     let malformed = |problem: String| ModuleError::Malformed {
@@ -690,10 +695,10 @@ fn weights_note(
 
 /// The `image_module_info` attachment's default size, if the variant has one.
 fn image_module_info(
-    attachments: &[ModuleAttachment],
+    attachment: Option<ModuleAttachment>,
     file: &Path,
 ) -> Result<Option<[usize; 2]>, ModuleError> {
-    let found = match attachments.iter().find(|a| a.key == IMAGE_INFO_KEY) {
+    let found = match attachment {
         None => None,
         Some(attachment) => {
             let info = decode_bytes::<ImageModuleInfo>(

@@ -219,4 +219,44 @@ fn a_weights_note_that_is_not_a_string_is_refused() {
     );
     let text = error_text(&module);
     assert!(text.contains("control characters"), "{text}");
+    let module = copy_fixture(&tmp.path().join("3"));
+    attach(&module, "amoeba_weights", string_attr(b"random: \xff\xfe"));
+    let text = error_text(&module);
+    assert!(text.contains("not UTF-8"), "{text}");
+}
+
+#[test]
+fn many_attachments_of_distinct_keys_are_read_in_one_pass() {
+    use prost::Message;
+    use tf_proto::tensorflow::{collection_def, SavedModel};
+    use tf_proto::tensorflow_hub::ModuleAttachment;
+    // 200,000 keys: a reader that compared each with all before it would not finish.
+    let tmp = tempfile::tempdir().unwrap();
+    let module = copy_fixture(tmp.path());
+    let path = module.join("saved_model.pb");
+    let mut saved = SavedModel::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
+    for graph in &mut saved.meta_graphs {
+        let collection = graph
+            .collection_def
+            .get_mut("hub_module_attachments")
+            .unwrap();
+        let Some(collection_def::Kind::BytesList(list)) = &mut collection.kind else {
+            panic!("attachments are a bytes list");
+        };
+        // After the fixture's own attachments: read from the end, every one is decoded before
+        // the fixture's are found.
+        let junk = (0..200_000).map(|i| {
+            ModuleAttachment {
+                key: format!("k{i}"),
+                value: Vec::new(),
+            }
+            .encode_to_vec()
+        });
+        let own = std::mem::take(&mut list.value);
+        list.value = own.into_iter().chain(junk).collect();
+    }
+    std::fs::write(&path, saved.encode_to_vec()).unwrap();
+    let opened = HubModule::open(&module).unwrap();
+    assert_eq!(opened.image_size(), Some([331, 331]));
+    assert!(opened.weights_note().unwrap().starts_with("random:"));
 }

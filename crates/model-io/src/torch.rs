@@ -159,8 +159,14 @@ fn torch_tensors(model: &Model) -> Result<Vec<TorchTensor>, ModelError> {
             ))
         })?;
         let leaf = tf.rsplit('/').next().unwrap_or_default();
+        let depthwise = leaf == c.operations.depthwise_weights;
         let layout = match shape.len() {
-            4 if leaf == c.operations.depthwise_weights && shape[3] == 1 => Layout::Depthwise,
+            4 if depthwise && shape[3] == 1 => Layout::Depthwise,
+            4 if depthwise => {
+                return Err(invalid(format!(
+                    "variable {tf} has shape {shape:?}; depthwise weights are [kh, kw, C, 1]"
+                )))
+            }
             4 => Layout::Conv,
             2 => Layout::Dense,
             1 => Layout::Same,
@@ -334,14 +340,18 @@ pub fn export_torch(
     name_map: Option<&Path>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<TorchExportReport, ModelError> {
+    // Bad output paths are refused before the work (hashing, loading), not after it.
+    let inputs = model.input_paths();
+    let mut inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    safe_fs::check_output(output, &inputs)?;
     if let Some(map) = name_map {
-        let same = std::path::absolute(map).ok() == std::path::absolute(output).ok();
-        if same {
+        if safe_fs::same_target(map, output) {
             return Err(ModelError::Invalid {
                 path: map.to_path_buf(),
                 problem: "is also the output; the name map needs a file of its own".into(),
             });
         }
+        safe_fs::check_output(map, &inputs)?;
     }
     let tensors = torch_tensors(model)?;
     let mut meta = metadata(model, &tensors)?;
@@ -358,8 +368,6 @@ pub fn export_torch(
         keys::SOURCE_SHA256.to_string(),
         provenance.checkpoint_sha256.clone(),
     );
-    let inputs = model.input_paths();
-    let mut inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
     let mut map_out = match name_map {
         Some(path) => {
             let mut out = safe_fs::AtomicOutput::create(path, &inputs)?;
@@ -388,6 +396,16 @@ pub fn export_torch(
                 None => w.write_all(&0i64.to_le_bytes()).map_err(err)?,
                 Some(tf) => {
                     let values = weights.values(tf)?;
+                    if values.len() as u64 * 4 != t.bytes() {
+                        return Err(ModelError::Invalid {
+                            path: model.path.clone(),
+                            problem: format!(
+                                "variable {tf}: {} values for shape {:?}",
+                                values.len(),
+                                t.tf_shape
+                            ),
+                        });
+                    }
                     for v in to_torch_layout(&values, &t.tf_shape, t.layout) {
                         w.write_all(&v.to_le_bytes()).map_err(err)?;
                     }
@@ -398,12 +416,13 @@ pub fn export_torch(
         }
         w.flush().map_err(err)?;
     }
+    // The export first: the name map repeats its metadata, so a map that fails to land leaves
+    // a complete export, never a map without the export it describes.
+    out.persist()?;
     if let (Some(map), Some(path)) = (map_out.take(), name_map) {
         map.persist()?;
-        out.persist()?;
         return Ok(report(output, &tensors, total, Some(path), provenance));
     }
-    out.persist()?;
     Ok(report(output, &tensors, total, None, provenance))
 }
 

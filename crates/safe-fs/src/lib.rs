@@ -19,7 +19,7 @@ mod input;
 mod output;
 
 pub use input::{open_regular, read_regular, NotRegular};
-pub use output::{check_output, write_atomically, AtomicOutput, OutputError};
+pub use output::{check_output, same_target, write_atomically, AtomicOutput, OutputError};
 
 /// This process's effective user id (owner checks of private folders).
 pub fn effective_uid() -> u32 {

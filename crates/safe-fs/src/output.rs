@@ -180,6 +180,21 @@ fn check_target(target: &Path, inputs: &[&Path]) -> Result<(), OutputError> {
     Ok(())
 }
 
+/// Whether two output paths name one file: the same folder (canonicalised, so `d/../t` and
+/// links to the folder count) and file name, or one existing file under both names. Two
+/// outputs of one command must not be one file: the second rename would replace the first.
+pub fn same_target(a: &Path, b: &Path) -> bool {
+    if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        if ma.dev() == mb.dev() && ma.ino() == mb.ino() {
+            return true;
+        }
+    }
+    match (absolute_target(a), absolute_target(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 /// The target with its folder canonicalised (the file itself may not exist yet).
 fn absolute_target(target: &Path) -> Option<PathBuf> {
     let folder = std::fs::canonicalize(parent_folder(target)).ok()?;
