@@ -381,6 +381,16 @@ fn signals_during_archive_extraction_leave_no_extracted_folder() {
 
 #[test]
 fn sigterm_during_convert_leaves_nothing() {
+    // A conversion that is not interrupted, to compare with.
+    let reference_dir = tempfile::tempdir().unwrap();
+    let reference = reference_dir.path().join("m.safetensors");
+    let status = Command::new(env!("CARGO_BIN_EXE_amoeba"))
+        .args(["convert", s(&repo(ARCHIVE)), "-o", s(&reference), "-q"])
+        .env("AMOEBA_CACHE_DIR", "")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let complete = std::fs::read(&reference).unwrap();
     for delay_ms in [0u64, 10, 30, 80] {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("m.safetensors");
@@ -398,8 +408,11 @@ fn sigterm_during_convert_leaves_nothing() {
             .status();
         let status = child.wait().unwrap();
         let left = entries(tmp.path());
-        if status.success() {
-            assert_eq!(left, ["m.safetensors"]);
+        // A signal after the rename (the output complete, the process not yet gone) ends the
+        // process with the output in place: complete, never partial.
+        if status.success() || left == ["m.safetensors"] {
+            assert_eq!(left, ["m.safetensors"], "after {delay_ms} ms ({status})");
+            assert!(std::fs::read(&out).unwrap() == complete, "after {delay_ms} ms: complete");
         } else {
             assert_eq!(left, Vec::<String>::new(), "after {delay_ms} ms ({status})");
         }
