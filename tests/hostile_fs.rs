@@ -412,7 +412,10 @@ fn sigterm_during_convert_leaves_nothing() {
         // process with the output in place: complete, never partial.
         if status.success() || left == ["m.safetensors"] {
             assert_eq!(left, ["m.safetensors"], "after {delay_ms} ms ({status})");
-            assert!(std::fs::read(&out).unwrap() == complete, "after {delay_ms} ms: complete");
+            assert!(
+                std::fs::read(&out).unwrap() == complete,
+                "after {delay_ms} ms: complete"
+            );
         } else {
             assert_eq!(left, Vec::<String>::new(), "after {delay_ms} ms ({status})");
         }

@@ -25,9 +25,9 @@ pub fn run(root: &Path, python: &Path, full: Option<&Path>) -> Result<()> {
         .prefix("xtask-check-onnx-")
         .tempdir()?;
     let mut cases = fixture_cases(root, &amoeba, tmp.path())?;
-    cases.extend(conformance_cases(root));
+    cases.extend(crate::cases::conformance(root).into_iter().map(from_module));
     if let Some(dir) = full {
-        cases.push(full_case(dir)?);
+        cases.push(from_module(crate::cases::full_size(dir)?));
     }
     let script = root.join("xtask/python/check_onnx.py");
     let mut failed = Vec::new();
@@ -102,42 +102,13 @@ fn fixture_cases(root: &Path, amoeba: &Path, tmp: &Path) -> Result<Vec<Case>> {
     Ok(cases)
 }
 
-/// The official conformance modules (committed in `fixtures/conformance/`).
-fn conformance_cases(root: &Path) -> Vec<Case> {
-    let dir = root.join("fixtures/conformance");
-    ["amoebanet_a_n6_f16", "nasnet_a_mobile_n6_f8"]
-        .iter()
-        .filter(|name| dir.join(name).is_dir())
-        .map(|name| Case {
-            label: format!("conformance {name}"),
-            model: dir.join(name),
-            golden: dir.join(format!("{name}.golden.safetensors")),
-            external: false,
-        })
-        .collect()
-}
-
-/// The module folder in `dir` that has a `<name>.golden.safetensors` beside it.
-fn full_case(dir: &Path) -> Result<Case> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let golden = dir.join(format!("{name}.golden.safetensors"));
-        if path.is_dir() && golden.is_file() {
-            return Ok(Case {
-                label: format!("full size {name}"),
-                model: path.clone(),
-                golden,
-                external: false,
-            });
-        }
+fn from_module(m: crate::cases::Module) -> Case {
+    Case {
+        label: m.label,
+        model: m.model,
+        golden: m.golden,
+        external: false,
     }
-    bail!(
-        "{}: no module folder with its <name>.golden.safetensors beside it (made by cargo xtask synth-full)",
-        dir.display()
-    )
 }
 
 fn check(

@@ -31,6 +31,7 @@
 
 mod bench;
 mod bench_classify;
+mod cases;
 mod check_convert;
 mod check_eval;
 mod check_onnx;

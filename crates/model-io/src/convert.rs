@@ -503,46 +503,37 @@ fn metadata(
         keys::DISAGREEMENTS.to_string(),
         serde_json::to_string(&model.disagreements).map_err(json_err)?,
     );
-    meta.insert(
-        keys::SOURCE_FILE.to_string(),
-        provenance.source_file.clone(),
-    );
-    meta.insert(
-        keys::SOURCE_SHA256.to_string(),
-        provenance.checkpoint_sha256.clone(),
-    );
-    meta.insert(
-        keys::TOOL.to_string(),
-        format!("amoeba {}", env!("CARGO_PKG_VERSION")),
-    );
-    if let Some(note) = &model.weights_note {
-        meta.insert(keys::WEIGHTS.to_string(), note.clone());
-    }
+    insert_provenance(&mut meta, model, provenance);
     Ok(meta)
 }
 
-/// The JSON header, padded with spaces to a multiple of 8 so the data starts aligned.
-fn header_bytes(items: &[Item], metadata: &BTreeMap<String, String>) -> Vec<u8> {
-    let mut map = serde_json::Map::new();
-    map.insert(
-        "__metadata__".to_string(),
-        serde_json::to_value(metadata).unwrap_or_default(),
+/// The metadata every file this crate writes carries: source, checkpoint hash, tool, and the
+/// weights note when the model has one.
+pub(crate) fn insert_provenance(
+    meta: &mut BTreeMap<String, String>,
+    model: &Model,
+    provenance: &Provenance,
+) {
+    meta.insert(keys::SOURCE_FILE.into(), provenance.source_file.clone());
+    meta.insert(
+        keys::SOURCE_SHA256.into(),
+        provenance.checkpoint_sha256.clone(),
     );
-    let mut offset = 0usize;
-    for item in items {
-        let info = serde_json::json!({
-            "dtype": item.dtype,
-            "shape": item.shape,
-            "data_offsets": [offset, offset + item.len],
-        });
-        map.insert(item.name.clone(), info);
-        offset += item.len;
+    meta.insert(
+        keys::TOOL.into(),
+        format!("amoeba {}", env!("CARGO_PKG_VERSION")),
+    );
+    if let Some(note) = &model.weights_note {
+        meta.insert(keys::WEIGHTS.into(), note.clone());
     }
-    let mut bytes = serde_json::to_vec(&map).unwrap_or_default();
-    while !bytes.len().is_multiple_of(8) {
-        bytes.push(b' ');
-    }
-    bytes
+}
+
+/// The JSON header of `items` (see [`crate::header::header_json`]).
+fn header_bytes(items: &[Item], metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    let tensors = items
+        .iter()
+        .map(|i| (i.name.as_str(), i.dtype, i.shape.clone(), i.len as u64));
+    crate::header::header_json(tensors, metadata)
 }
 
 #[cfg(test)]

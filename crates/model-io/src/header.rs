@@ -1,4 +1,5 @@
-//! Checks on a safetensors header that name the tensor at fault.
+//! Checks on a safetensors header that name the tensor at fault, and the header this crate's
+//! writers (`convert`, the PyTorch export) write.
 //!
 //! The `safetensors` crate validates a header too, but its errors name no tensor (or the
 //! wrong one), and it accepts a name listed twice: JSON decoders keep the last of two equal
@@ -11,6 +12,31 @@
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
+
+/// The JSON header of `tensors` (name, dtype, shape, data bytes), in that order and with
+/// contiguous offsets, `__metadata__` first, padded with spaces to a multiple of 8 so the
+/// data starts aligned.
+pub(crate) fn header_json<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a str, Vec<usize>, u64)>,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Vec<u8> {
+    let mut map = serde_json::Map::new();
+    map.insert("__metadata__".into(), serde_json::json!(metadata));
+    let mut offset = 0u64;
+    for (name, dtype, shape, bytes) in tensors {
+        let end = offset + bytes;
+        map.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut json = serde_json::to_vec(&map).unwrap_or_default();
+    while !json.len().is_multiple_of(8) {
+        json.push(b' ');
+    }
+    json
+}
 
 /// The `safetensors` crate's own cap on a header's length (100 MB).
 pub const MAX_HEADER_BYTES: u64 = 100_000_000;

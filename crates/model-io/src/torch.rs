@@ -16,7 +16,7 @@
 //! training facts (`amoeba.training`), the name map back to TF (`amoeba.name_map`, JSON
 //! `{torch name: TF name}`), provenance and the weights note.
 
-use crate::convert::{provenance, verify_and_hash};
+use crate::convert::{insert_provenance, provenance, verify_and_hash};
 use crate::{keys, Model, ModelError, ModelKind, Provenance};
 use nasnet_forward::{ForwardError, WeightSource};
 use nasnet_genotype::conventions::{conventions, conventions_json, ReductionCells};
@@ -264,35 +264,15 @@ fn metadata(
         torch_keys::NAME_MAP.to_string(),
         serde_json::to_string(&name_map).unwrap_or_default(),
     );
-    meta.insert(
-        keys::TOOL.to_string(),
-        format!("amoeba {}", env!("CARGO_PKG_VERSION")),
-    );
-    if let Some(note) = &model.weights_note {
-        meta.insert(keys::WEIGHTS.to_string(), note.clone());
-    }
     Ok(meta)
 }
 
-/// The safetensors header: `__metadata__` and every tensor's dtype, shape and offsets, as
-/// JSON padded with spaces to a multiple of 8 bytes (so the data starts aligned).
+/// The safetensors header (see [`crate::header::header_json`]).
 fn header(tensors: &[TorchTensor], metadata: &BTreeMap<String, String>) -> Vec<u8> {
-    let mut map = serde_json::Map::new();
-    map.insert("__metadata__".into(), serde_json::json!(metadata));
-    let mut offset = 0u64;
-    for t in tensors {
-        let end = offset + t.bytes();
-        map.insert(
-            t.torch.clone(),
-            serde_json::json!({"dtype": t.dtype(), "shape": t.shape(), "data_offsets": [offset, end]}),
-        );
-        offset = end;
-    }
-    let mut json = serde_json::Value::Object(map).to_string().into_bytes();
-    while !json.len().is_multiple_of(8) {
-        json.push(b' ');
-    }
-    json
+    let entries = tensors
+        .iter()
+        .map(|t| (t.torch.as_str(), t.dtype(), t.shape(), t.bytes()));
+    crate::header::header_json(entries, metadata)
 }
 
 /// `values` (TF layout) in `layout`.
@@ -360,14 +340,7 @@ pub fn export_torch(
         // Every checksum verified, and the checkpoint hashed, before anything is written.
         provenance.checkpoint_sha256 = verify_and_hash(model, module)?;
     }
-    meta.insert(
-        keys::SOURCE_FILE.to_string(),
-        provenance.source_file.clone(),
-    );
-    meta.insert(
-        keys::SOURCE_SHA256.to_string(),
-        provenance.checkpoint_sha256.clone(),
-    );
+    insert_provenance(&mut meta, model, &provenance);
     let mut map_out = match name_map {
         Some(path) => {
             let mut out = safe_fs::AtomicOutput::create(path, &inputs)?;
